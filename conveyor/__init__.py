@@ -1,0 +1,13 @@
+"""conveyor: an asyncio event loop in pure Python that is fast and shows what it is doing.
+
+    import conveyor
+    conveyor.run(main())                       # like asyncio.run, on conveyor's loop
+    asyncio.Runner(loop_factory=conveyor.new_event_loop)
+    conveyor.install()                         # make plain asyncio.run use conveyor
+"""
+
+from .loop import EventLoop
+from .runner import EventLoopPolicy, install, new_event_loop, run
+
+__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+__version__ = "0.1.0"

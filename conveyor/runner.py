@@ -1,0 +1,56 @@
+"""Entry points: making conveyor's loop the one a program runs on.
+
+Three ways in, for three kinds of program:
+- `conveyor.run(main())`: asyncio.run's semantics (Ctrl-C cancels the main task, async
+  generators and the default executor are shut down), on a conveyor loop. It is asyncio's own
+  `Runner` with conveyor's loop factory, so the two cannot drift apart.
+- `asyncio.Runner(loop_factory=conveyor.new_event_loop)` and, on 3.12+,
+  `asyncio.run(main(), loop_factory=conveyor.new_event_loop)`: no global state touched.
+- `conveyor.install()`: for code that calls `asyncio.run` and can't be changed. It sets an
+  event loop policy, the only global switch asyncio has. Python 3.14 deprecates policies
+  (warning on use); install() keeps working there and silences that warning, since choosing
+  the loop globally is exactly what the caller asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any, Coroutine, TypeVar
+
+from .loop import EventLoop
+
+T = TypeVar("T")
+
+
+def new_event_loop() -> EventLoop:
+    """A new conveyor event loop (not set as the current loop)."""
+    return EventLoop()
+
+
+def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
+    """Run a coroutine to completion on a new conveyor loop, like asyncio.run."""
+    if asyncio._get_running_loop() is not None:
+        raise RuntimeError("conveyor.run() cannot be called from a running event loop")
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+def _default_policy_class() -> type:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return asyncio.DefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_default_policy_class()):  # type: ignore[misc]
+    """asyncio's default policy, except that the loops it makes are conveyor's."""
+
+    def new_event_loop(self) -> EventLoop:
+        return EventLoop()
+
+
+def install() -> None:
+    """Make asyncio.run, asyncio.new_event_loop and friends use conveyor from now on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(EventLoopPolicy())

@@ -1,0 +1,1 @@
+"""Transports: sockets, datagrams, pipes, TLS, subprocesses."""
