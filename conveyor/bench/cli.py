@@ -59,6 +59,9 @@ def _loop_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+_shown_tracebacks: set[tuple[str, str]] = set()
+
+
 def _print_progress(done: int, total: int, label: str, loop: str,
                     result: dict[str, Any]) -> None:
     if "error" in result:
@@ -69,7 +72,8 @@ def _print_progress(done: int, total: int, label: str, loop: str,
     print(f"[{done:{width}}/{total}] {label} under {loop}: {detail}", file=sys.stderr,
           flush=True)
     stderr = result.get("stderr")
-    if stderr:
+    if stderr and (label, loop) not in _shown_tracebacks:  # once per cell is enough
+        _shown_tracebacks.add((label, loop))
         print("  | " + "\n  | ".join(stderr.rstrip().splitlines()[-15:]), file=sys.stderr)
 
 
