@@ -43,8 +43,13 @@ class Workload:
         return inspect.iscoroutinefunction(self.func)
 
     def arguments(self, quick: bool) -> dict[str, Any]:
-        """The keyword arguments for one run."""
-        args = dict(self.params)
+        """The keyword arguments for one run, the function's own defaults included.
+
+        Spelling the defaults out makes the JSON report say exactly what was measured.
+        """
+        args = {name: p.default for name, p in inspect.signature(self.func).parameters.items()
+                if p.default is not p.empty and p.kind is not p.POSITIONAL_ONLY}
+        args.update(self.params)
         if quick:
             args.update(self.quick)
         return args
