@@ -4,7 +4,8 @@ They subclass asyncio's public `Handle` and `TimerHandle`, so `isinstance` check
 `cancelled()`, `when()` and the familiar reprs behave exactly as on the standard loop. Only the
 constructors are replaced: asyncio's asks the loop for its debug flag on every handle; here the
 loop records the creation stack itself, and only in debug mode, so the common path is a few
-attribute stores.
+attribute stores. `cancel()` is likewise replaced by one that reads the loop's flag directly
+instead of calling `get_debug()`: same effect, one Python call fewer on every cancelled timeout.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ class Handle(asyncio.Handle):
         self._repr = None
         self._source_traceback = None
 
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop._debug:
+                self._repr = repr(self)  # keep the callback's name for "took N seconds" logs
+            self._callback = None
+            self._args = None
+
 
 class TimerHandle(asyncio.TimerHandle):
     __slots__ = ()
@@ -39,3 +48,14 @@ class TimerHandle(asyncio.TimerHandle):
         self._source_traceback = None
         self._when = when
         self._scheduled = False
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            loop = self._loop
+            if self._scheduled:
+                loop._timers.note_cancelled()
+            self._cancelled = True
+            if loop._debug:
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None

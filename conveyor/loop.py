@@ -36,6 +36,8 @@ import traceback
 import warnings
 import weakref
 from collections import deque
+from heapq import heappush
+from itertools import repeat
 from typing import Any, Callable
 
 from . import dns, net, signals, sockets
@@ -53,6 +55,9 @@ logger = logging.getLogger("asyncio")
 _MAX_TIMEOUT = 24 * 3600
 #: How many frames of coroutine origin debug mode records (asyncio's value).
 _DEBUG_STACK_DEPTH = 10
+#: Callables run with every new loop: conveyor.observe uses it to instrument the loops a
+#: program creates itself (``python -m conveyor trace``, ``with conveyor.trace(...)``).
+_new_loop_observers: list[Callable[[Any], Any]] = []
 
 
 def _env_debug() -> bool:
@@ -118,8 +123,15 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._current_handle: Any = None
         #: The instrument fan-out installed by conveyor.observe, or None (the fast path).
         self._hooks: Any = None
+        if type(self).time is EventLoop.time:
+            # The clock, bound straight to the C function: loop.time() is called a few
+            # times per iteration and once per timer. Subclasses that override time()
+            # (virtual clocks in tests) keep their method.
+            self.time = time.monotonic
         self._waker = Waker()
         self._add_reader(self._waker.fileno(), self._waker.drain)
+        for observer in _new_loop_observers:
+            observer(self)
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} running={self.is_running()} "
@@ -285,10 +297,11 @@ class EventLoop(asyncio.AbstractEventLoop):
         ntodo = len(ready)
         if hooks is not None or self._debug:
             self._run_ready_observed(ntodo)
+            if hooks is not None:
+                hooks.after_iteration()
             return
         popleft = ready.popleft
-        while ntodo:
-            ntodo -= 1
+        for _ in repeat(None, ntodo):
             handle = popleft()
             if handle._cancelled:
                 continue
@@ -358,7 +371,15 @@ class EventLoop(asyncio.AbstractEventLoop):
     def call_later(self, delay, callback, *args, context=None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self.call_at(self.time() + delay, callback, *args, context=context)
+        if self._closed or self._debug:
+            return self.call_at(self.time() + delay, callback, *args, context=context)
+        # call_at's work, inlined: timeouts are scheduled (and mostly cancelled) per request,
+        # so this path is as hot as call_soon in servers.
+        timer = TimerHandle(self.time() + delay, callback, args, self, context)
+        timers = self._timers
+        heappush(timers.heap, (timer._when, next(timers._seq), timer))
+        timer._scheduled = True
+        return timer
 
     def call_at(self, when, callback, *args, context=None) -> TimerHandle:
         if when is None:
