@@ -1,40 +1,450 @@
-"""The sock_* coroutines (filled in by the networking work)."""
+"""The sock_* coroutines: await a non-blocking socket's syscall without a transport.
+
+Every coroutine tries the syscall first and waits on readiness only when it would block,
+because on a busy connection the data is usually already there (an echo server's `recv`
+after its own `send`, a `sendall` into an empty socket buffer). When it must wait, it
+registers a reader or writer callback with the loop, and a done-callback on the future
+removes it again, whether the operation finished, failed or was cancelled: so a cancelled
+`sock_recv` leaves the socket registered for nothing and usable by the next call.
+
+Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
+make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
+
+Errors follow the standard loop: a blocking socket is refused with ValueError, an SSL socket
+with TypeError, and an fd owned by a transport with RuntimeError.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import io
+import os
+import socket
+import stat
+from typing import Any
 
-async def sock_recv(loop, *args, **kwargs):
-    raise NotImplementedError("sock_recv is not implemented yet")
+from .dns import numeric_address
 
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    ssl = None  # type: ignore[assignment]
 
-async def sock_recv_into(loop, *args, **kwargs):
-    raise NotImplementedError("sock_recv_into is not implemented yet")
+#: The largest stream receive asked of the kernel in one call.
+_MAX_RECV = 65536
+#: Blocks the sendfile fallback reads per round trip to the executor.
+_SENDFILE_FALLBACK_BLOCK = 256 * 1024
+#: Largest count handed to one os.sendfile() call (Linux caps a call near 2 GiB anyway).
+_SENDFILE_NATIVE_BLOCK = 2 ** 30
 
-
-async def sock_recvfrom(loop, *args, **kwargs):
-    raise NotImplementedError("sock_recvfrom is not implemented yet")
-
-
-async def sock_recvfrom_into(loop, *args, **kwargs):
-    raise NotImplementedError("sock_recvfrom_into is not implemented yet")
-
-
-async def sock_sendall(loop, *args, **kwargs):
-    raise NotImplementedError("sock_sendall is not implemented yet")
-
-
-async def sock_sendto(loop, *args, **kwargs):
-    raise NotImplementedError("sock_sendto is not implemented yet")
-
-
-async def sock_connect(loop, *args, **kwargs):
-    raise NotImplementedError("sock_connect is not implemented yet")
-
-
-async def sock_accept(loop, *args, **kwargs):
-    raise NotImplementedError("sock_accept is not implemented yet")
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+#: os.sendfile errors that mean "not for this pair of fds", so the fallback may take over.
+_SENDFILE_UNSUPPORTED = frozenset((errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS,
+                                   errno.EOPNOTSUPP))
+_INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
-async def sock_sendfile(loop, *args, **kwargs):
-    raise NotImplementedError("sock_sendfile is not implemented yet")
+def _check_socket(loop: Any, sock: Any) -> None:
+    """asyncio's refusals: SSL sockets (their data is not the wire's) and blocking sockets.
 
+    The standard loop checks blocking mode only in debug mode; here it is always checked,
+    because a blocking socket would freeze the loop and the check costs one C call.
+    """
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> asyncio.Future:
+    """A future completed by `callback(fut, *args)` each time `sock` is readable."""
+    fut = loop.create_future()
+    fd = sock.fileno()
+    loop._ensure_fd_no_transport(fd)
+    handle = loop._add_reader(fd, callback, fut, *args)
+    fut.add_done_callback(lambda _fut: _drop_reader(loop, fd, handle))
+    return fut
+
+
+def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> asyncio.Future:
+    """A future completed by `callback(fut, *args)` each time `sock` is writable."""
+    fut = loop.create_future()
+    fd = sock.fileno()
+    loop._ensure_fd_no_transport(fd)
+    handle = loop._add_writer(fd, callback, fut, *args)
+    fut.add_done_callback(lambda _fut: _drop_writer(loop, fd, handle))
+    return fut
+
+
+def _drop_reader(loop: Any, fd: int, handle: Any) -> None:
+    # A cancelled handle was replaced or removed already: the fd now belongs to someone else.
+    if not handle._cancelled:
+        loop._remove_reader(fd)
+
+
+def _drop_writer(loop: Any, fd: int, handle: Any) -> None:
+    if not handle._cancelled:
+        loop._remove_writer(fd)
+
+
+# ----------------------------------------------------------------------------- receive
+
+async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
+    """Receive up to `n` bytes from `sock` (at most 64 KiB per call on a stream)."""
+    _check_socket(loop, sock)
+    if n > _MAX_RECV and sock.type == socket.SOCK_STREAM:
+        n = _MAX_RECV
+    try:
+        return sock.recv(n)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait_readable(loop, sock, _recv_ready, sock, n)
+
+
+def _recv_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
+    if fut.done():
+        return
+    try:
+        data = sock.recv(n)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(data)
+
+
+async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
+    """Receive into the writable buffer `buf`; return the number of bytes received."""
+    _check_socket(loop, sock)
+    try:
+        return sock.recv_into(buf)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait_readable(loop, sock, _recv_into_ready, sock, buf)
+
+
+def _recv_into_ready(fut: asyncio.Future, sock: socket.socket, buf: Any) -> None:
+    if fut.done():
+        return
+    try:
+        nbytes = sock.recv_into(buf)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(nbytes)
+
+
+async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+    """Receive a datagram of up to `bufsize` bytes; return `(data, address)`."""
+    _check_socket(loop, sock)
+    try:
+        return sock.recvfrom(bufsize)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait_readable(loop, sock, _recvfrom_ready, sock, bufsize)
+
+
+def _recvfrom_ready(fut: asyncio.Future, sock: socket.socket, bufsize: int) -> None:
+    if fut.done():
+        return
+    try:
+        result = sock.recvfrom(bufsize)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+async def sock_recvfrom_into(loop: Any, sock: socket.socket, buf: Any,
+                             nbytes: int = 0) -> tuple[int, Any]:
+    """Receive a datagram into `buf` (at most `nbytes`, 0 = all of it); `(n, address)`."""
+    _check_socket(loop, sock)
+    if not nbytes:
+        nbytes = len(buf)
+    try:
+        return sock.recvfrom_into(buf, nbytes)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait_readable(loop, sock, _recvfrom_into_ready, sock, buf, nbytes)
+
+
+def _recvfrom_into_ready(fut: asyncio.Future, sock: socket.socket, buf: Any,
+                         nbytes: int) -> None:
+    if fut.done():
+        return
+    try:
+        result = sock.recvfrom_into(buf, nbytes)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+# -------------------------------------------------------------------------------- send
+
+async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
+    """Send all of `data`; return None once the kernel has taken every byte.
+
+    If cancelled part-way, an unknown prefix of `data` has been sent (as with asyncio); the
+    socket itself stays usable.
+    """
+    _check_socket(loop, sock)
+    try:
+        sent = sock.send(data)
+    except _WOULD_BLOCK:
+        sent = 0
+    if sent == len(data):
+        return
+    view = memoryview(data).cast("B")
+    progress = [sent]
+    try:
+        await _wait_writable(loop, sock, _sendall_ready, sock, view, progress)
+    finally:
+        view.release()
+
+
+def _sendall_ready(fut: asyncio.Future, sock: socket.socket, view: memoryview,
+                   progress: list[int]) -> None:
+    if fut.done():
+        return
+    start = progress[0]
+    try:
+        sent = sock.send(view[start:])
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+        return
+    start += sent
+    if start == len(view):
+        fut.set_result(None)
+    else:
+        progress[0] = start
+
+
+async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -> int:
+    """Send one datagram to `address`; return the number of bytes sent."""
+    _check_socket(loop, sock)
+    try:
+        return sock.sendto(data, address)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait_writable(loop, sock, _sendto_ready, sock, data, address)
+
+
+def _sendto_ready(fut: asyncio.Future, sock: socket.socket, data: Any, address: Any) -> None:
+    if fut.done():
+        return
+    try:
+        sent = sock.sendto(data, address)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(sent)
+
+
+# ---------------------------------------------------------------------- connect, accept
+
+async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
+    """Connect `sock` to `address`, resolving a host name first only if it is not numeric."""
+    _check_socket(loop, sock)
+    if sock.family in _INET_FAMILIES:
+        address = await _resolve(loop, sock, address)
+    try:
+        sock.connect(address)
+    except _WOULD_BLOCK:
+        pass
+    else:
+        return
+    await _wait_writable(loop, sock, _connect_ready, sock, address)
+
+
+async def _resolve(loop: Any, sock: socket.socket, address: Any) -> Any:
+    """The socket address `address` names, asking the resolver only for a host name."""
+    host, port = address[:2]
+    entry = numeric_address(host, port, sock.family, sock.type, sock.proto, *address[2:])
+    if entry is None:
+        infos = await loop.getaddrinfo(host, port, family=sock.family, type=sock.type,
+                                       proto=sock.proto)
+        if not infos:
+            raise OSError(f"getaddrinfo({host!r}) returned empty list")
+        entry = infos[0]
+    return entry[4]
+
+
+def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> None:
+    if fut.done():
+        return
+    try:
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err != 0:
+            raise OSError(err, f"Connect call failed {address}")
+    except _WOULD_BLOCK:
+        return  # spurious wake-up: still connecting
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(None)
+
+
+async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
+    """Accept a connection; return `(conn, address)` with `conn` already non-blocking."""
+    _check_socket(loop, sock)
+    try:
+        conn, address = sock.accept()
+    except _WOULD_BLOCK:
+        return await _wait_readable(loop, sock, _accept_ready, sock)
+    conn.setblocking(False)
+    return conn, address
+
+
+def _accept_ready(fut: asyncio.Future, sock: socket.socket) -> None:
+    if fut.done():
+        return
+    try:
+        conn, address = sock.accept()
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        conn.setblocking(False)
+        fut.set_result((conn, address))
+
+
+# ---------------------------------------------------------------------------- sendfile
+
+def _check_sendfile_params(sock: Any, file: Any, offset: Any, count: Any) -> None:
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
+async def sock_sendfile(loop: Any, sock: socket.socket, file: Any, offset: int = 0,
+                        count: int | None = None, *, fallback: bool = True) -> int:
+    """Send `file` (from `offset`, `count` bytes or to EOF) over `sock`; bytes sent.
+
+    Uses os.sendfile when the file is a regular file on disk; otherwise, if `fallback` is
+    true, reads blocks on the executor and sends them with sock_sendall. Either way the file
+    position ends just after the last byte sent, as with the standard loop.
+    """
+    _check_socket(loop, sock)
+    _check_sendfile_params(sock, file, offset, count)
+    try:
+        return await _sendfile_native(loop, sock, file, offset, count)
+    except asyncio.SendfileNotAvailableError:
+        if not fallback:
+            raise
+    return await _sendfile_fallback(loop, sock, file, offset, count)
+
+
+async def _sendfile_native(loop: Any, sock: socket.socket, file: Any, offset: int,
+                           count: int | None) -> int:
+    if not hasattr(os, "sendfile"):
+        raise asyncio.SendfileNotAvailableError("os.sendfile() is not available")
+    try:
+        in_fd = file.fileno()
+    except (AttributeError, io.UnsupportedOperation) as exc:
+        raise asyncio.SendfileNotAvailableError("not a regular file") from exc
+    try:
+        info = os.fstat(in_fd)
+    except OSError:
+        raise asyncio.SendfileNotAvailableError("not a regular file") from None
+    size = info.st_size
+    if not stat.S_ISREG(info.st_mode):
+        raise asyncio.SendfileNotAvailableError("not a regular file")
+    end = size if count is None else min(size, offset + count)
+    if end <= offset:
+        return 0
+    out_fd = sock.fileno()
+    position = offset
+    try:
+        while position < end:
+            try:
+                sent = os.sendfile(out_fd, in_fd, position,
+                                   min(end - position, _SENDFILE_NATIVE_BLOCK))
+            except _WOULD_BLOCK:
+                await _wait_writable(loop, sock, _writable_once)
+                continue
+            except OSError as exc:
+                if position == offset and exc.errno in _SENDFILE_UNSUPPORTED:
+                    raise asyncio.SendfileNotAvailableError(
+                        "os.sendfile() does not support this socket or file") from exc
+                raise
+            if sent == 0:
+                break  # the file shrank under us
+            position += sent
+    finally:
+        if position > offset:
+            file.seek(position)
+    return position - offset
+
+
+def _writable_once(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _sendfile_fallback(loop: Any, sock: socket.socket, file: Any, offset: int,
+                             count: int | None) -> int:
+    """Read blocks on the executor and send them; the file position follows what was sent."""
+    block = _SENDFILE_FALLBACK_BLOCK if count is None else min(count, _SENDFILE_FALLBACK_BLOCK)
+    buf = bytearray(block)
+    total = 0
+    if offset:
+        file.seek(offset)
+    try:
+        while True:
+            want = block if count is None else min(block, count - total)
+            if want <= 0:
+                break
+            view = memoryview(buf)[:want]
+            nread = await loop.run_in_executor(None, file.readinto, view)
+            if not nread:
+                view.release()
+                break
+            try:
+                await sock_sendall(loop, sock, view[:nread])
+            finally:
+                view.release()
+            total += nread
+    finally:
+        if total:
+            file.seek(offset + total)
+    return total
