@@ -1,0 +1,156 @@
+"""Child-exit observation: telling a loop that one of its child processes has exited.
+
+asyncio grew five process-global "child watcher" classes because SIGCHLD is process-global.
+conveyor needs none of them: each child is watched by the loop that started it, so a
+subprocess started from a loop in any thread works and nothing global is installed.
+
+Two strategies, chosen per child:
+
+- **pidfd** (Linux >= 5.3): `os.pidfd_open(pid)` gives an fd that becomes readable when the
+  child exits. It goes through the loop's ordinary reader API, so child exit costs one poll
+  event and no thread. Signals are sent with `signal.pidfd_send_signal`, which can never hit
+  a recycled pid.
+- **thread** (everywhere else, or when pidfd_open is refused, e.g. by a seccomp sandbox): a
+  daemon thread blocks in `os.waitpid(pid, 0)` and hands the status back with
+  `call_soon_threadsafe`.
+
+Either way the child is reaped exactly once, by us, so there are no zombies. If the loop
+closes while a child still runs, the watch is handed to a reaper thread that waits for it
+without a callback: the process is not ours to kill, but it must not stay a zombie.
+
+`CONVEYOR_CHILDWATCH=thread` forces the fallback, so tests can cover it on Linux.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import weakref
+from typing import Any, Callable
+
+logger = logging.getLogger("asyncio")
+
+#: Reported when somebody else reaped our child (asyncio reports the same).
+UNKNOWN_RETURNCODE = 255
+
+
+#: loop -> its children watched through pidfds, so one close callback per loop finds them all.
+_pidfd_watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _close_watches(watches: dict[int, "ChildWatch"]) -> None:
+    for watch in list(watches.values()):
+        watch._loop_closing()
+
+
+def _use_pidfd() -> bool:
+    return hasattr(os, "pidfd_open") and os.environ.get("CONVEYOR_CHILDWATCH") != "thread"
+
+
+def _reap(pid: int) -> int:
+    """Block until `pid` is reaped; its returncode as subprocess reports it."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        logger.warning("child process pid %d exit status already read: "
+                       "will report returncode %d", pid, UNKNOWN_RETURNCODE)
+        return UNKNOWN_RETURNCODE
+    return os.waitstatus_to_exitcode(status)
+
+
+class ChildWatch:
+    """One child watched by one loop; `on_exit(returncode)` runs once, on the loop."""
+
+    def __init__(self, loop: Any, pid: int, on_exit: Callable[[int], Any]) -> None:
+        self._loop = loop
+        self.pid = pid
+        self._on_exit: Callable[[int], Any] | None = on_exit
+        self._pidfd = -1
+        self.returncode: int | None = None
+        if _use_pidfd():
+            try:
+                self._pidfd = os.pidfd_open(pid)
+            except OSError:
+                self._pidfd = -1  # refused (old kernel, sandbox): fall back to a thread
+        if self._pidfd >= 0:
+            try:
+                loop._add_reader(self._pidfd, self._pidfd_ready)
+            except BaseException:
+                os.close(self._pidfd)
+                self._pidfd = -1
+                raise
+            watches = _pidfd_watches.get(loop)
+            if watches is None:
+                watches = _pidfd_watches[loop] = {}
+                loop._on_close(lambda: _close_watches(watches))
+            watches[pid] = self
+        else:
+            self._lock = threading.Lock()
+            self._reaped = False
+            threading.Thread(target=self._wait_in_thread, daemon=True,
+                             name=f"conveyor-childwatch-{pid}").start()
+
+    # -- pidfd strategy
+
+    def _pidfd_ready(self) -> None:
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd < 0:
+            return
+        self._loop._remove_reader(pidfd)
+        _pidfd_watches.get(self._loop, {}).pop(self.pid, None)
+        try:
+            returncode = _reap(self.pid)
+        finally:
+            os.close(pidfd)
+        self._exited(returncode)
+
+    def _loop_closing(self) -> None:
+        """The loop closes with the child alive: reap it in the background, report nothing."""
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd < 0:
+            return
+        os.close(pidfd)
+        self._on_exit = None
+        _pidfd_watches.get(self._loop, {}).pop(self.pid, None)
+        threading.Thread(target=_reap, args=(self.pid,), daemon=True,
+                         name=f"conveyor-reaper-{self.pid}").start()
+
+    # -- thread strategy
+
+    def _wait_in_thread(self) -> None:
+        # Wait without reaping first, then reap under the lock: send_signal holds the same
+        # lock, so it can never signal a pid the kernel has already handed to someone else.
+        if hasattr(os, "waitid"):
+            try:
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:
+                pass
+        with self._lock:
+            returncode = _reap(self.pid)
+            self._reaped = True
+        try:
+            self._loop.call_soon_threadsafe(self._exited, returncode)
+        except RuntimeError:
+            pass  # the loop closed first: nobody is left to tell, and the child is reaped
+
+    # -- both
+
+    def _exited(self, returncode: int) -> None:
+        self.returncode = returncode
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit(returncode)
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the child; ProcessLookupError if it has already been reaped."""
+        if self.returncode is not None:
+            raise ProcessLookupError(self.pid)
+        if self._pidfd >= 0:
+            signal.pidfd_send_signal(self._pidfd, sig)
+        else:
+            with self._lock:
+                if self._reaped:
+                    raise ProcessLookupError(self.pid)
+                os.kill(self.pid, sig)
