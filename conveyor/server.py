@@ -1,0 +1,258 @@
+"""The Server object that create_server and create_unix_server return.
+
+A `Server` owns listening sockets and accepts on them: each readable listening socket is
+drained of up to `backlog` connections per wake-up, and every accepted connection becomes a
+`SocketTransport` (or, with TLS, a handshake task) at once, with no task per plain connection.
+
+When accept fails for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM),
+the listening socket stops being polled for `ACCEPT_RETRY_DELAY` seconds and the failure is
+reported once per episode: polling it at once again would spin the CPU on a connection that
+cannot be taken until something else closes.
+
+`wait_closed()` follows the running Python's asyncio: on 3.12 and later it waits until the
+server is closed and every connection it accepted is gone; on 3.11 it returns at once if
+the server was already closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import sys
+from typing import Any, Callable
+
+from .transports.socket import SocketTransport
+
+logger = logging.getLogger("asyncio")
+
+#: Seconds a listening socket rests after accept ran out of fds or memory (asyncio's value).
+ACCEPT_RETRY_DELAY = 1.0
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_WAIT_FOR_CONNECTIONS = sys.version_info >= (3, 12)
+
+
+class Server(asyncio.AbstractServer):
+    """Listening sockets, the connections accepted on them, and their lifecycle."""
+
+    def __init__(self, loop: Any, sockets: list[socket.socket],
+                 protocol_factory: Callable[[], asyncio.BaseProtocol], ssl_context: Any,
+                 backlog: int, ssl_handshake_timeout: float | None = None,
+                 ssl_shutdown_timeout: float | None = None,
+                 unix_path: tuple[str, int] | None = None) -> None:
+        self._loop = loop
+        self._sockets: list[socket.socket] | None = sockets
+        self._protocol_factory = protocol_factory
+        self._ssl_context = ssl_context
+        self._backlog = backlog
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._ssl_shutdown_timeout = ssl_shutdown_timeout
+        self._clients: set[Any] = set()
+        self._waiters: list[asyncio.Future] | None = []
+        self._serving = False
+        self._serving_forever_fut: asyncio.Future | None = None
+        self._exhausted_logged = False
+        self._retry_handles: dict[int, asyncio.TimerHandle] = {}
+        #: (path, inode) of a Unix socket file this server removes when it closes.
+        self._unix_path = unix_path
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} sockets={self.sockets!r}>"
+
+    # ------------------------------------------------------------ connection tracking
+
+    def _attach(self, transport: Any) -> None:
+        self._clients.add(transport)
+
+    def _detach(self, transport: Any) -> None:
+        self._clients.discard(transport)
+        if not self._clients and self._sockets is None:
+            self._wakeup()
+
+    def _wakeup(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------ public API
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        if self._sockets is None:
+            return ()
+        return tuple(self._sockets)
+
+    def close(self) -> None:
+        sockets = self._sockets
+        if sockets is None:
+            return
+        self._sockets = None
+        for sock in sockets:
+            self._loop._remove_reader(sock.fileno())
+        for handle in self._retry_handles.values():
+            handle.cancel()
+        self._retry_handles.clear()
+        self._serving = False
+        for sock in sockets:
+            sock.close()
+        self._remove_unix_path()
+        fut = self._serving_forever_fut
+        if fut is not None and not fut.done():
+            fut.cancel()
+            self._serving_forever_fut = None
+        if not self._clients:
+            self._wakeup()
+
+    def close_clients(self) -> None:
+        for transport in list(self._clients):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        for transport in list(self._clients):
+            transport.abort()
+
+    def _remove_unix_path(self) -> None:
+        """Delete our socket file, unless someone else has bound a new one there since."""
+        if self._unix_path is None:
+            return
+        path, inode = self._unix_path
+        self._unix_path = None
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, exc)
+
+    async def start_serving(self) -> None:
+        self._start_serving()
+        # One iteration so that the listening sockets are registered with the poller.
+        await asyncio.sleep(0)
+
+    def _start_serving(self) -> None:
+        if self._serving:
+            return
+        self._serving = True
+        for sock in self._sockets or ():
+            sock.listen(self._backlog)
+            self._loop._add_reader(sock.fileno(), self._accept_ready, sock)
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever_fut is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._sockets is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._start_serving()
+        self._serving_forever_fut = self._loop.create_future()
+        try:
+            await self._serving_forever_fut
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever_fut = None
+
+    async def wait_closed(self) -> None:
+        if self._waiters is None:
+            return
+        if not _WAIT_FOR_CONNECTIONS and self._sockets is None:
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def __aenter__(self) -> "Server":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # ------------------------------------------------------------ accepting
+
+    def _accept_ready(self, sock: socket.socket) -> None:
+        for _ in range(self._backlog):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    self._back_off(sock, exc)
+                    return
+                raise
+            self._exhausted_logged = False
+            conn.setblocking(False)
+            self._connection_accepted(conn, addr)
+
+    def _back_off(self, sock: socket.socket, exc: OSError) -> None:
+        if not self._exhausted_logged:
+            self._exhausted_logged = True
+            self._loop.call_exception_handler({
+                "message": "socket.accept() out of system resource",
+                "exception": exc, "socket": sock})
+        fd = sock.fileno()
+        self._loop._remove_reader(fd)
+        self._retry_handles[fd] = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting,
+                                                        sock)
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        self._retry_handles.pop(sock.fileno(), None)
+        if self._serving and self._sockets is not None:
+            self._loop._add_reader(sock.fileno(), self._accept_ready, sock)
+
+    def _connection_accepted(self, conn: socket.socket, addr: Any) -> None:
+        if self._ssl_context is not None:
+            self._loop.create_task(self._accept_tls(conn, addr))
+            return
+        try:
+            protocol = self._protocol_factory()
+            SocketTransport(self._loop, conn, protocol, None, {"peername": addr}, self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            conn.close()
+            self._loop.call_exception_handler({
+                "message": "Error on transport creation for incoming connection",
+                "exception": exc, "socket": conn})
+
+    async def _accept_tls(self, conn: socket.socket, addr: Any) -> None:
+        from .transports import tls
+
+        transport = None
+        try:
+            protocol = self._protocol_factory()
+            waiter = self._loop.create_future()
+            tls_protocol = tls.TLSProtocol(
+                self._loop, protocol, self._ssl_context, waiter, server_side=True,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout)
+            transport = SocketTransport(self._loop, conn, tls_protocol, None,
+                                        {"peername": addr}, self)
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if transport is not None:
+                transport.close()
+            else:
+                conn.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self._loop.call_exception_handler({
+                "message": "Error on transport creation for incoming connection",
+                "exception": exc, "socket": conn})
+
