@@ -8,6 +8,10 @@
 
 from .loop import EventLoop
 from .runner import EventLoopPolicy, install, new_event_loop, run
+from .observe import (Instrument, add_instrument, collect_stats, dump_tasks,
+                      dump_tasks_on_signal, loop_stats, remove_instrument, trace, watchdog)
 
-__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run",
+           "Instrument", "add_instrument", "remove_instrument", "trace", "watchdog",
+           "collect_stats", "loop_stats", "dump_tasks", "dump_tasks_on_signal"]
 __version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""``python -m conveyor run [options] app.py [args...]``: run a program on conveyor's loop.
+
+The program runs as ``python app.py`` would run it (``__name__ == "__main__"``, ``sys.argv``
+set to the script and its arguments, the script's directory first on ``sys.path``), with
+``conveyor.install()`` in effect so its ``asyncio.run`` picks conveyor's loop. ``-m module``
+runs a module instead, like ``python -m``.
+
+The options switch on conveyor.observe for every conveyor loop the program creates:
+``--watchdog S`` reports stalls longer than S seconds with the blocking stack; ``--trace
+PATH`` writes a timeline when the program ends (``.html`` page or Chrome trace JSON);
+``--debug`` turns on the loop's debug mode; ``--dump-tasks-on-signal`` prints the task
+tree on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import signal
+import sys
+import traceback
+from typing import Any
+
+from . import loop as loop_mod
+from .observe.taskdump import dump_tasks_on_signal
+from .observe.trace import DEFAULT_SLOW, Tracer
+from .observe.watchdog import Watchdog
+from .runner import install
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    """The target: a script path, or -m module; then its own arguments, untouched."""
+    parser.add_argument("-m", dest="module", metavar="MODULE",
+                        help="run a library module as a script, like python -m")
+    parser.add_argument("program", nargs=argparse.REMAINDER,
+                        help="the script to run, then its arguments")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m conveyor run",
+        description="Run a Python program with asyncio on the conveyor loop.")
+    parser.add_argument("--watchdog", type=_positive, metavar="SECONDS",
+                        help="report every stall of the loop longer than SECONDS")
+    parser.add_argument("--trace", metavar="PATH",
+                        help="record a timeline; PATH.html for the page, else Chrome JSON")
+    parser.add_argument("--slow", type=_positive, metavar="SECONDS", default=DEFAULT_SLOW,
+                        help="with --trace: mark callbacks at least this long "
+                             f"(default {DEFAULT_SLOW})")
+    parser.add_argument("--debug", action="store_true", help="asyncio debug mode")
+    parser.add_argument("--dump-tasks-on-signal", action="store_true",
+                        help="print the task tree when the process gets SIGUSR1")
+    add_program_arguments(parser)
+    return parser
+
+
+def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
+                watchdog: float | None, debug: bool, dump_signal: bool) -> int:
+    """Run the program ``ns`` names with the requested observers; returns an exit status."""
+    program = list(ns.program)
+    if ns.module is None and not program:
+        print("conveyor: no script given (python -m conveyor run [options] app.py ...)",
+              file=sys.stderr)
+        return 2
+    install()
+    observers: list[Any] = []
+    if debug:
+        observers.append(lambda loop: loop.set_debug(True))
+    dumps: list[Any] = []
+    if dump_signal:
+        def on_signal(loop: Any) -> None:
+            for old in dumps:
+                old.close()
+            dumps[:] = [dump_tasks_on_signal(signal.SIGUSR1, loop)]
+        observers.append(on_signal)
+    loop_mod._new_loop_observers.extend(observers)
+    tracer = Tracer(trace, slow=slow).start() if trace else None
+    dog = Watchdog(watchdog).start() if watchdog else None
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    status = 0
+    try:
+        if ns.module is not None:
+            sys.argv = [ns.module, *program]
+            runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
+        else:
+            script = program[0]
+            sys.argv = program
+            if sys.path:
+                sys.path[0] = os.path.dirname(os.path.abspath(script))
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            status = 0
+        elif isinstance(code, int):
+            status = code
+        else:
+            print(code, file=sys.stderr)
+            status = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        status = 130
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+        for observer in observers:
+            loop_mod._new_loop_observers.remove(observer)
+        for dump in dumps:
+            dump.close()
+        if dog is not None:
+            dog.stop()
+        if tracer is not None:
+            tracer.stop()
+            print(f"conveyor: trace written to {trace}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str]) -> int:
+    ns = _parser().parse_args(argv)
+    return run_program(ns, trace=ns.trace, slow=ns.slow, watchdog=ns.watchdog,
+                       debug=ns.debug, dump_signal=ns.dump_tasks_on_signal)

@@ -1,0 +1,204 @@
+"""Task dump: every live task, where it is suspended, and which task spawned it, as a tree.
+
+    conveyor.dump_tasks()                         # print now, from the loop's thread
+    conveyor.dump_tasks_on_signal()               # kill -USR1 <pid> prints it (opt-in)
+
+Tasks stay asyncio's own Task objects. What asyncio does not keep is who created a task, so
+`track_spawns` installs a small instrument that remembers, for each task created from then
+on, the task that was current when ``create_task`` ran (weakly: the record never keeps a
+task alive). Tasks created before tracking started are shown as roots.
+
+The await chain is read from the coroutine objects themselves: ``cr_await`` leads from a
+coroutine to the coroutine (or generator, or future) it is awaiting, and each one's
+``cr_frame`` says at which line it is suspended; the chain ends at the future the task waits
+for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import weakref
+from typing import Any, TextIO
+
+from .hooks import Instrument, add_instrument, instruments
+
+__all__ = ["TaskTree", "track_spawns", "await_chain", "format_tasks", "dump_tasks",
+           "dump_tasks_on_signal", "SignalDump"]
+
+
+class TaskTree(Instrument):
+    """Remembers the spawning task of every task created while installed."""
+
+    def __init__(self) -> None:
+        self._parents: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def task_created(self, task: asyncio.Task) -> None:
+        try:
+            parent = asyncio.current_task()
+        except RuntimeError:
+            parent = None
+        if parent is not None and parent is not task:
+            self._parents[task] = (weakref.ref(parent), parent.get_name())
+
+    def parent_of(self, task: asyncio.Task) -> tuple[asyncio.Task | None, str | None]:
+        """(the spawning task if still alive, its name), or (None, None) if unknown."""
+        found = self._parents.get(task)
+        if found is None:
+            return None, None
+        return found[0](), found[1]
+
+
+def _tree_of(loop: Any) -> TaskTree | None:
+    for instrument in instruments(loop):
+        if isinstance(instrument, TaskTree):
+            return instrument
+    return None
+
+
+def track_spawns(loop: Any = None) -> TaskTree:
+    """Start remembering who creates each task on ``loop`` (default: the running loop)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    tree = _tree_of(loop)
+    if tree is None:
+        tree = TaskTree()
+        add_instrument(tree, loop)
+    return tree
+
+
+def _frame_of(awaitable: Any) -> Any:
+    for name in ("cr_frame", "gi_frame", "ag_frame"):
+        frame = getattr(awaitable, name, None)
+        if frame is not None:
+            return frame
+    return None
+
+
+def await_chain(task: asyncio.Task) -> list[str]:
+    """The lines describing where ``task`` is suspended, outermost coroutine first."""
+    lines: list[str] = []
+    awaitable: Any = task.get_coro()
+    seen = 0
+    while awaitable is not None and seen < 100:
+        seen += 1
+        if asyncio.isfuture(awaitable):
+            lines.append(f"awaiting {awaitable!r}")
+            break
+        frame = _frame_of(awaitable)
+        name = getattr(awaitable, "__qualname__", type(awaitable).__name__)
+        if frame is not None:
+            lines.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+        else:
+            lines.append(f"{name} (not running)")
+        nxt = getattr(awaitable, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(awaitable, "gi_yieldfrom", None)
+        if nxt is None:
+            nxt = getattr(awaitable, "ag_await", None)
+        awaitable = nxt
+    waiter = getattr(task, "_fut_waiter", None)
+    if waiter is not None and not (lines and lines[-1].startswith("awaiting")):
+        lines.append(f"awaiting {waiter!r}")
+    return lines
+
+
+def _state(task: asyncio.Task) -> str:
+    if not task.done():
+        return "pending"
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return "done" if exc is None else f"raised {type(exc).__name__}"
+
+
+def format_tasks(loop: Any = None) -> str:
+    """The task tree of ``loop`` (default: the running loop) as text."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    tasks = list(asyncio.all_tasks(loop))
+    tree = _tree_of(loop) if hasattr(loop, "_hooks") else None
+    children: dict[Any, list[asyncio.Task]] = {}
+    roots: list[tuple[asyncio.Task, str | None]] = []
+    alive = set(tasks)
+    for task in tasks:
+        parent, parent_name = tree.parent_of(task) if tree is not None else (None, None)
+        if parent is not None and parent in alive:
+            children.setdefault(parent, []).append(task)
+        else:
+            roots.append((task, parent_name))
+
+    def key(task: asyncio.Task) -> str:
+        return task.get_name()
+
+    out = [f"{len(tasks)} task(s) on {loop!r}"
+           + ("" if tree is not None else " (spawners unknown: call track_spawns() first)")]
+
+    def emit(task: asyncio.Task, prefix: str, last: bool, note: str | None, top: bool) -> None:
+        branch = "" if top else ("└── " if last else "├── ")
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", type(coro).__name__)
+        head = f"{prefix}{branch}{task.get_name()} {name}() [{_state(task)}]"
+        if note:
+            head += f" spawned by {note} (finished)"
+        out.append(head)
+        inner = prefix + ("" if top else ("    " if last else "│   "))
+        kids = sorted(children.get(task, ()), key=key)
+        bar = "│ " if kids else "  "
+        for line in await_chain(task):
+            out.append(f"{inner}{bar} {line}")
+        for index, child in enumerate(kids):
+            emit(child, inner, index == len(kids) - 1, None, False)
+
+    for task, parent_name in sorted(roots, key=lambda item: key(item[0])):
+        emit(task, "", True, parent_name, True)
+    return "\n".join(out)
+
+
+def dump_tasks(loop: Any = None, file: TextIO | None = None) -> str:
+    """Print every live task of ``loop`` as a tree with its await chain; returns the text."""
+    text = format_tasks(loop)
+    print(text, file=sys.stderr if file is None else file, flush=True)
+    return text
+
+
+class SignalDump:
+    """A signal handler that prints the task tree; `close` restores the previous handler."""
+
+    def __init__(self, loop: Any, signum: int, file: TextIO | None) -> None:
+        self.loop = loop
+        self.signum = signum
+        self.file = file
+        self._previous = signal.signal(signum, self._handle)
+        self._closed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        # Python runs this in the main thread between bytecodes, even while a callback
+        # blocks the loop, so the dump shows the state at the moment the signal came.
+        try:
+            dump_tasks(self.loop, self.file)
+        except Exception as exc:  # a diagnostic must not break the program
+            print(f"conveyor: task dump failed: {exc!r}", file=sys.stderr)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            previous = signal.SIG_DFL if self._previous is None else self._previous
+            signal.signal(self.signum, previous)
+
+
+def dump_tasks_on_signal(signum: int = signal.SIGUSR1, loop: Any = None,
+                         file: TextIO | None = None) -> SignalDump:
+    """Opt in: print the task tree of ``loop`` whenever the process receives ``signum``.
+
+    Call from the main thread (Python's rule for signal handlers). Also starts
+    `track_spawns` on the loop so the tree shows who spawned what.
+    """
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    if not isinstance(signum, int):
+        raise TypeError(f"signum must be an int, got {signum!r}")
+    if hasattr(loop, "_hooks"):
+        track_spawns(loop)
+    return SignalDump(loop, signum, file)

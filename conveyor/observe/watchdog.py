@@ -1,0 +1,215 @@
+"""The watchdog: notice, while it is happening, that something is blocking the loop.
+
+    with conveyor.watchdog(threshold=0.1):     # inside a coroutine, or around conveyor.run
+        ...
+    python -m conveyor run --watchdog 0.1 app.py
+
+A blocked loop cannot report on itself, so the watching is done by a separate thread (curio's
+monitor is the model). The loop only keeps a heartbeat, through two instrument hooks:
+``after_poll`` notes "the loop left the kernel at time t and is running code";
+``before_poll`` notes "it is back, waiting in the kernel" (waiting there is not a stall). The
+thread wakes a few times per threshold; when the loop has been running code for longer than
+the threshold it takes the loop thread's stack from ``sys._current_frames()`` at that moment,
+and logs it once per stall, with the task whose step is running. When the loop comes back
+to poll, the hook logs how long the stall lasted.
+
+Reports go to the ``conveyor.watchdog`` logger (WARNING) and are kept in ``stalls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import loop as loop_mod
+from .hooks import Instrument, add_instrument, remove_instrument, task_of
+
+__all__ = ["Watchdog", "Stall", "watchdog"]
+
+logger = logging.getLogger("conveyor.watchdog")
+_clock = time.monotonic
+
+
+@dataclass
+class Stall:
+    """One period during which the loop did not come back to poll in time."""
+
+    started: float                     #: when the loop left the kernel (monotonic seconds)
+    stack: list[traceback.FrameSummary]  #: the loop thread's stack when noticed, oldest first
+    task: asyncio.Task | None          #: the task whose step was running, if any
+    callback: str                      #: the running callback's description
+    duration: float | None = None      #: set when the loop came back to poll
+    noticed_after: float = 0.0         #: how long it had lasted when the thread noticed
+    loop: Any = field(default=None, repr=False)
+
+    def format(self) -> str:
+        head = (f"event loop blocked for {self.noticed_after:.3f} s (still blocked) "
+                f"in {self.callback}")
+        if self.task is not None:
+            head += f"\n  task: {self.task!r}"
+        return head + "\n  stack (most recent call last):\n" + "".join(
+            "  " + line for line in traceback.format_list(self.stack))
+
+
+class _Heartbeat(Instrument):
+    """The loop-side half: two timestamps per iteration, nothing per callback."""
+
+    def __init__(self, watchdog: "Watchdog", loop: Any) -> None:
+        self._watchdog = watchdog
+        self.loop = loop
+        self.thread_id: int | None = None
+        #: When the loop left poll; None while it waits in the kernel.
+        self.busy_since: float | None = None
+        self.reported: Stall | None = None
+
+    def before_poll(self, timeout: float | None) -> None:
+        self.busy_since = None
+        if self.reported is not None:
+            self._resumed()
+
+    def after_poll(self, timeout: float | None, events: list) -> None:
+        if self.reported is not None:
+            # The thread reported just as the loop came back: close that stall now.
+            self._resumed()
+        self.thread_id = threading.get_ident()
+        self.busy_since = _clock()
+
+    def _resumed(self) -> None:
+        stall, self.reported = self.reported, None
+        if stall is not None and stall.duration is None:
+            stall.duration = _clock() - stall.started
+            logger.warning("event loop resumed after being blocked for %.3f s",
+                           stall.duration)
+
+
+class Watchdog:
+    """A thread that reports stalls of conveyor loops longer than ``threshold`` seconds."""
+
+    def __init__(self, threshold: float = 0.1, *, interval: float | None = None) -> None:
+        if not isinstance(threshold, (int, float)) or threshold <= 0:
+            raise ValueError(f"threshold must be a positive number of seconds, got "
+                             f"{threshold!r}")
+        self.threshold = float(threshold)
+        self.interval = interval if interval is not None else min(self.threshold / 4, 0.05)
+        if self.interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval!r}")
+        self.stalls: list[Stall] = []
+        self._beats: dict[Any, _Heartbeat] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watching = False
+
+    # ------------------------------------------------------------ attaching
+
+    def attach(self, loop: Any) -> None:
+        """Watch ``loop`` (a conveyor EventLoop) from now on."""
+        with self._lock:
+            if loop in self._beats:
+                return
+            beat = self._beats[loop] = _Heartbeat(self, loop)
+        add_instrument(beat, loop)
+
+    def detach(self, loop: Any) -> None:
+        with self._lock:
+            beat = self._beats.pop(loop, None)
+        if beat is not None:
+            remove_instrument(beat, loop)
+
+    def start(self) -> "Watchdog":
+        """Watch the running loop, if any, and every conveyor loop created from now on."""
+        if not self._watching:
+            self._watching = True
+            loop_mod._new_loop_observers.append(self.attach)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and hasattr(running, "_hooks"):
+            self.attach(running)
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="conveyor-watchdog",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._watching:
+            self._watching = False
+            try:
+                loop_mod._new_loop_observers.remove(self.attach)
+            except ValueError:
+                pass
+        for loop in list(self._beats):
+            self.detach(loop)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+
+    def __enter__(self) -> "Watchdog":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ the thread
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                beats = list(self._beats.values())
+            for beat in beats:
+                try:
+                    self._check(beat)
+                except Exception:  # the watchdog must outlive anything it looks at
+                    logger.exception("watchdog failed to inspect %r", beat.loop)
+
+    def _check(self, beat: _Heartbeat) -> None:
+        since = beat.busy_since
+        if since is None or beat.reported is not None:
+            return
+        lasted = _clock() - since
+        if lasted < self.threshold:
+            return
+        frame = sys._current_frames().get(beat.thread_id)
+        if beat.busy_since != since:
+            return  # the loop came back while we looked
+        stack = traceback.extract_stack(frame) if frame is not None else \
+            traceback.StackSummary()
+        handle = getattr(beat.loop, "_current_handle", None)
+        task = task_of(handle) if handle is not None else None
+        stall = Stall(started=since, stack=list(stack), task=task,
+                      callback=_describe(handle), noticed_after=lasted, loop=beat.loop)
+        beat.reported = stall
+        self.stalls.append(stall)
+        logger.warning("%s", stall.format())
+
+
+def _describe(handle: Any) -> str:
+    if handle is None:
+        return "loop code outside a callback"
+    task = task_of(handle)
+    if task is not None:
+        return f"a step of {task.get_name()} ({task.get_coro().__qualname__})"
+    try:
+        return repr(handle)
+    except Exception:
+        return object.__repr__(handle)
+
+
+def watchdog(threshold: float = 0.1, *, interval: float | None = None) -> Watchdog:
+    """A started `Watchdog`: reports every stall of conveyor loops longer than ``threshold``.
+
+    Use it as a context manager (``with conveyor.watchdog(0.1): ...``), or keep the object
+    and call ``stop()``. It watches the running loop and any conveyor loop created while it
+    is active.
+    """
+    return Watchdog(threshold, interval=interval).start()
