@@ -1,7 +1,522 @@
-"""Datagram endpoints and transports (filled in by the networking work)."""
+"""Datagram endpoints: create_datagram_endpoint and the DatagramTransport it returns.
+
+UDP over IPv4/IPv6 and Unix datagram sockets share one transport. Reading is one syscall per
+datagram straight into `datagram_received`. `sendto` sends at once when nothing is queued;
+if the kernel's buffer is full the datagram is copied into a FIFO and sent when the socket is
+writable again, with asyncio's flow control (`pause_writing` above the high-water mark,
+`resume_writing` at the low-water mark). Send and receive errors that concern one datagram
+(ICMP port unreachable on a connected socket, a message too long) go to the protocol's
+`error_received`, and the transport stays open, as on the standard loop.
+
+Argument checks and messages follow the Python version that runs: `reuse_address` is refused
+as 3.11 refuses it (and is no parameter at all from 3.12), empty datagrams are sent from 3.13
+and dropped before, and `sock=` accepts any non-stream socket from 3.13 (only SOCK_DGRAM
+before).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
+import os
+import socket
+import stat
+import sys
+import warnings
+from typing import Any, Callable
 
-async def create_datagram_endpoint(loop, *args, **kwargs):
-    raise NotImplementedError("create_datagram_endpoint is not implemented yet")
+logger = logging.getLogger("asyncio")
+
+#: One UDP datagram never exceeds 64 KiB, so one recvfrom of this size reads any of them.
+_UDP_READ_SIZE = 65536
+#: Unix datagrams may be larger than 64 KiB (up to the socket buffer). They are read into
+#: one reused buffer of asyncio's max_size, which avoids glibc's mmap per large recv.
+_UNIX_READ_SIZE = 256 * 1024
+#: asyncio's default high-water mark; the low-water mark defaults to a quarter of it.
+_DEFAULT_HIGH_WATER = 64 * 1024
+#: asyncio logs a warning once this many sends were attempted after the connection was lost.
+_CONNLOST_SENDS_BEFORE_WARNING = 5
+
+_SENDS_EMPTY_DATAGRAMS = sys.version_info >= (3, 13)
+_HAS_REUSE_ADDRESS_PARAM = sys.version_info < (3, 12)
+_INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_UNSET = object()
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
+    """A datagram socket as an asyncio transport.
+
+    It is also an `asyncio.Transport`, as the standard loop's datagram transport is (programs
+    and CPython's own tests check `isinstance(transport, asyncio.Transport)`); the stream
+    methods it inherits that way (write, pause_reading, ...) raise NotImplementedError there
+    and here alike.
+    """
+
+    def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
+                 address: Any = None, waiter: asyncio.Future | None = None,
+                 extra: dict | None = None) -> None:
+        super().__init__(extra)
+        self._extra["socket"] = sock
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        try:
+            peername = sock.getpeername()
+        except OSError:
+            peername = None
+        self._extra["peername"] = peername
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._protocol_connected = False
+        #: The address every datagram goes to, or None for an unconnected endpoint.
+        self._address = address
+        #: A connected socket sends with send(); sendto() on it would fail on some systems.
+        self._connected = peername is not None
+        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._buffer_size = 0
+        self._conn_lost = 0
+        self._closing = False
+        self._protocol_paused = False
+        self._high_water = _DEFAULT_HIGH_WATER
+        self._low_water = _DEFAULT_HIGH_WATER // 4
+        if sock.family in _INET_FAMILIES:
+            self._read_buffer = None
+            self._read_ready_cb: Callable[[], None] = self._read_ready
+        else:
+            self._read_buffer = bytearray(_UNIX_READ_SIZE)
+            self._read_ready_cb = self._read_ready_into
+        loop._transports[self._fd] = self
+        self.set_protocol(protocol)
+        loop.call_soon(self._connect_protocol)
+        # Start reading only once connection_made() has run, as asyncio does.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
+        info = [type(self).__name__, f"fd={self._fd}", state]
+        if self._sock is not None:
+            if self._extra.get("sockname") is not None:
+                info.append(f"sockname={self._extra['sockname']!r}")
+            if self._extra.get("peername") is not None:
+                info.append(f"peername={self._extra['peername']!r}")
+            info.append(f"write_buffer={self._buffer_size}")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # -------------------------------------------------------------- protocol plumbing
+
+    def _connect_protocol(self) -> None:
+        if self._conn_lost:
+            return  # aborted before the protocol ever heard of us
+        self._protocol_connected = True
+        self._protocol.connection_made(self)
+
+    def _start_reading(self) -> None:
+        if not self._closing:
+            self._loop._add_reader(self._fd, self._read_ready_cb)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    # ------------------------------------------------------------------------ reading
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            data, addr = self._sock.recvfrom(_UDP_READ_SIZE)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+        else:
+            self._protocol.datagram_received(data, addr)
+
+    def _read_ready_into(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            nbytes, addr = self._sock.recvfrom_into(self._read_buffer)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+        else:
+            self._protocol.datagram_received(bytes(self._read_buffer[:nbytes]), addr)
+
+    # ------------------------------------------------------------------------ writing
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        """Send one datagram, to `addr` or, on a connected endpoint, to its peer."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if not data and not _SENDS_EMPTY_DATAGRAMS:
+            return
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost:
+            # asyncio drops these only on a connected endpoint (an unconnected one fails on
+            # its closed socket); a closed endpoint drops every datagram the same way here.
+            if self._conn_lost >= _CONNLOST_SENDS_BEFORE_WARNING:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            try:
+                if self._connected:
+                    self._sock.send(data)
+                else:
+                    self._sock.sendto(data, addr)
+                return
+            except _WOULD_BLOCK:
+                self._loop._add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+        # The caller may reuse its buffer once sendto returns: keep an immutable copy.
+        self._buffer.append((bytes(data), addr))
+        self._buffer_size += len(data)
+        self._maybe_pause_protocol()
+
+    def _write_ready(self) -> None:
+        buffer = self._buffer
+        sock = self._sock
+        while buffer:
+            data, addr = buffer.popleft()
+            try:
+                if self._connected:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, addr)
+            except _WOULD_BLOCK:
+                buffer.appendleft((data, addr))
+                break
+            except OSError as exc:
+                self._buffer_size -= len(data)
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._buffer_size -= len(data)
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+            self._buffer_size -= len(data)
+        self._maybe_resume_protocol()  # the protocol may send more from resume_writing()
+        if not self._buffer:
+            self._loop._remove_writer(self._fd)
+            if self._closing:
+                self._call_soon_connection_lost(None)
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    # --------------------------------------------------------------------- flow control
+
+    def set_write_buffer_limits(self, high: int | None = None,
+                                low: int | None = None) -> None:
+        if high is None:
+            high = _DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_protocol()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low_water, self._high_water
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
+
+    def _maybe_resume_protocol(self) -> None:
+        if not self._protocol_paused or self._buffer_size > self._low_water:
+            return
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.resume_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
+
+    # -------------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Stop reading; send what is queued, then call connection_lost(None)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._fd)
+        if not self._buffer:
+            self._loop._remove_writer(self._fd)
+            self._call_soon_connection_lost(None)
+
+    def abort(self) -> None:
+        """Close at once, discarding queued datagrams."""
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self, "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop._remove_writer(self._fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._fd)
+        self._call_soon_connection_lost(exc)
+
+    def _call_soon_connection_lost(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
+            self._protocol = None
+            self._read_buffer = None
+
+
+# ------------------------------------------------------------------------- the endpoint
+
+def _set_reuseport(sock: socket.socket) -> None:
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port not supported by socket module")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except OSError:
+        raise ValueError("reuse_port not supported by socket module, "
+                         "SO_REUSEPORT defined but not implemented.") from None
+
+
+def _check_given_socket(sock: socket.socket, options: dict[str, Any]) -> None:
+    if _SENDS_EMPTY_DATAGRAMS:
+        if sock.type == socket.SOCK_STREAM:
+            raise ValueError(f"A datagram socket was expected, got {sock!r}")
+    elif sock.type != socket.SOCK_DGRAM:
+        raise ValueError(f"A UDP Socket was expected, got {sock!r}")
+    problems = ", ".join(f"{name}={value}" for name, value in options.items() if value)
+    if problems:
+        raise ValueError("socket modifier keyword arguments can not be used "
+                         f"when sock is specified. ({problems})")
+
+
+def _remove_stale_unix_socket(path: Any) -> None:
+    """Remove a socket file left by an earlier endpoint, so bind() can reuse its path."""
+    if not path or path[0] in (0, "\x00"):
+        return  # an abstract-namespace address: nothing on disk
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
+async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: int,
+                         proto: int, flags: int) -> list[tuple[tuple[int, int], list]]:
+    """[((family, proto), [local sockaddr, remote sockaddr]), ...] to try in order.
+
+    Every (family, protocol) pair must have an address for each side the caller gave, so a
+    local IPv4 address is never paired with a remote IPv6 one.
+    """
+    by_key: dict[tuple[int, int], list] = {}
+    for index, addr in ((0, local_addr), (1, remote_addr)):
+        if addr is None:
+            continue
+        if not (isinstance(addr, tuple) and len(addr) == 2):
+            raise TypeError("2-tuple is expected")
+        infos = await _resolve(loop, addr, family, proto, flags)
+        for fam, _type, pro, _name, sockaddr in infos:
+            by_key.setdefault((fam, pro), [None, None])
+            if by_key[(fam, pro)][index] is None:
+                by_key[(fam, pro)][index] = sockaddr
+    pairs = [(key, pair) for key, pair in by_key.items()
+             if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))]
+    if not pairs:
+        raise ValueError("can not get address information")
+    return pairs
+
+
+async def _resolve(loop: Any, addr: tuple, family: int, proto: int, flags: int) -> list:
+    from ..dns import numeric_address
+
+    entry = numeric_address(addr[0], addr[1], family, socket.SOCK_DGRAM, proto)
+    if entry is not None:
+        return [entry]
+    infos = await loop.getaddrinfo(addr[0], addr[1], family=family, type=socket.SOCK_DGRAM,
+                                   proto=proto, flags=flags)
+    if not infos:
+        raise OSError("getaddrinfo() returned empty list")
+    return infos
+
+
+async def _open_socket(loop: Any, pairs: Any, local_addr: Any, remote_addr: Any,
+                       reuse_port: Any, allow_broadcast: Any) -> tuple[socket.socket, Any]:
+    """The first (family, proto) pair that binds and connects; else the first error."""
+    errors: list[OSError] = []
+    for (fam, pro), (local_address, remote_address) in pairs:
+        sock = None
+        try:
+            sock = socket.socket(family=fam, type=socket.SOCK_DGRAM, proto=pro)
+            if reuse_port:
+                _set_reuseport(sock)
+            if allow_broadcast:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setblocking(False)
+            if local_addr:
+                sock.bind(local_address)
+            if remote_addr:
+                if not allow_broadcast:
+                    # A broadcast endpoint stays unconnected: replies come from other hosts.
+                    await loop.sock_connect(sock, remote_address)
+                return sock, remote_address
+            return sock, None
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            errors.append(exc)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+    try:
+        raise errors[0]
+    finally:
+        errors = []  # break the traceback cycle
+
+
+async def create_datagram_endpoint(loop: Any, protocol_factory: Callable[[], Any],
+                                   local_addr: Any = None, remote_addr: Any = None, *,
+                                   family: int = 0, proto: int = 0, flags: int = 0,
+                                   reuse_address: Any = _UNSET, reuse_port: bool | None = None,
+                                   allow_broadcast: bool | None = None,
+                                   sock: socket.socket | None = None
+                                   ) -> tuple[DatagramTransport, asyncio.BaseProtocol]:
+    """Open a datagram endpoint (UDP or Unix) and return `(transport, protocol)`."""
+    if reuse_address is not _UNSET and not _HAS_REUSE_ADDRESS_PARAM:
+        raise TypeError("create_datagram_endpoint() got an unexpected keyword argument "
+                        "'reuse_address'")
+    if sock is not None:
+        options = dict(local_addr=local_addr, remote_addr=remote_addr, family=family,
+                       proto=proto, flags=flags, reuse_port=reuse_port,
+                       allow_broadcast=allow_broadcast)
+        if _HAS_REUSE_ADDRESS_PARAM:
+            options["reuse_address"] = None if reuse_address is _UNSET else reuse_address
+        _check_given_socket(sock, options)
+        sock.setblocking(False)
+        remote = None
+    else:
+        if not (local_addr or remote_addr):
+            if family == 0:
+                raise ValueError("unexpected address family")
+            pairs: Any = [((family, proto), (None, None))]
+        elif hasattr(socket, "AF_UNIX") and family == socket.AF_UNIX:
+            for addr in (local_addr, remote_addr):
+                if addr is not None and not isinstance(addr, str):
+                    raise TypeError("string is expected")
+            _remove_stale_unix_socket(local_addr)
+            pairs = [((family, proto), (local_addr, remote_addr))]
+        else:
+            pairs = await _address_pairs(loop, local_addr, remote_addr, family, proto, flags)
+        if reuse_address is not _UNSET:
+            if reuse_address:
+                raise ValueError("Passing `reuse_address=True` is no longer supported, as the "
+                                 "usage of SO_REUSEPORT in UDP poses a significant security "
+                                 "concern.")
+            warnings.warn("The *reuse_address* parameter has been deprecated as of 3.5.10 "
+                          "and is scheduled for removal in 3.11.", DeprecationWarning,
+                          stacklevel=2)
+        sock, remote = await _open_socket(loop, pairs, local_addr, remote_addr, reuse_port,
+                                          allow_broadcast)
+    protocol = protocol_factory()
+    waiter = loop.create_future()
+    transport = DatagramTransport(loop, sock, protocol, remote, waiter)
+    if loop.get_debug():
+        if local_addr:
+            logger.info("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                        local_addr, remote_addr, transport, protocol)
+        else:
+            logger.debug("Datagram endpoint remote_addr=%r created: (%r, %r)",
+                         remote_addr, transport, protocol)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol
