@@ -49,11 +49,17 @@ def _use_pidfd() -> bool:
     return hasattr(os, "pidfd_open") and os.environ.get("CONVEYOR_CHILDWATCH") != "thread"
 
 
-def _reap(pid: int) -> int:
-    """Block until `pid` is reaped; its returncode as subprocess reports it."""
+def _reap(pid: int, popen: Any = None) -> int:
+    """Block until `pid` is reaped; its returncode as subprocess reports it.
+
+    If somebody else reaped it first - usually `Popen.poll()`, which `Popen.send_signal` and
+    `Popen.kill` call - the returncode they stored on the Popen object is used.
+    """
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
+        if popen is not None and popen.returncode is not None:
+            return popen.returncode
         logger.warning("child process pid %d exit status already read: "
                        "will report returncode %d", pid, UNKNOWN_RETURNCODE)
         return UNKNOWN_RETURNCODE
@@ -63,9 +69,11 @@ def _reap(pid: int) -> int:
 class ChildWatch:
     """One child watched by one loop; `on_exit(returncode)` runs once, on the loop."""
 
-    def __init__(self, loop: Any, pid: int, on_exit: Callable[[int], Any]) -> None:
+    def __init__(self, loop: Any, pid: int, on_exit: Callable[[int], Any],
+                 popen: Any = None) -> None:
         self._loop = loop
         self.pid = pid
+        self._popen = popen
         self._on_exit: Callable[[int], Any] | None = on_exit
         self._pidfd = -1
         self.returncode: int | None = None
@@ -101,7 +109,7 @@ class ChildWatch:
         self._loop._remove_reader(pidfd)
         _pidfd_watches.get(self._loop, {}).pop(self.pid, None)
         try:
-            returncode = _reap(self.pid)
+            returncode = _reap(self.pid, self._popen)
         finally:
             os.close(pidfd)
         self._exited(returncode)
@@ -128,7 +136,7 @@ class ChildWatch:
             except ChildProcessError:
                 pass
         with self._lock:
-            returncode = _reap(self.pid)
+            returncode = _reap(self.pid, self._popen)
             self._reaped = True
         try:
             self._loop.call_soon_threadsafe(self._exited, returncode)

@@ -16,9 +16,10 @@ The protocol sees asyncio's order of events:
 Everything the pipes or the exit report before `connection_made` has run is queued and
 replayed after it, so the protocol never sees data before the transport.
 
-The Popen object is only used to spawn: we reap the child ourselves and copy the returncode
-into it, and we never call `Popen.poll()` or `Popen.send_signal()` (both would reap the child
-behind the watcher's back).
+The Popen object spawns; the child watch reaps and the returncode is copied into the Popen
+object. `send_signal`/`terminate`/`kill` go through the watch (a pidfd signal cannot reach a
+recycled pid). `close()` kills a running child with `Popen.kill()`, as asyncio does; that
+may reap the child first, and the watch then takes the returncode Popen stored.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._closed = False
         self._pid = self._proc.pid
         self._extra["subprocess"] = self._proc
-        self._watch = ChildWatch(loop, self._pid, self._process_exited)
+        self._watch = ChildWatch(loop, self._pid, self._process_exited, self._proc)
         if loop.get_debug():
             logger.debug("process %r created: pid %s", args, self._pid)
 
@@ -249,10 +250,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._returncode is None:
             if self._loop is not None and self._loop.get_debug():
                 logger.warning("Close running child process: kill %r", self)
-            try:
-                self._watch.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if self._proc.returncode is None:
+                try:
+                    self._proc.kill()
+                except ProcessLookupError:
+                    pass
 
     def __del__(self, _warn=warnings.warn) -> None:
         if not self._closed:
@@ -266,21 +268,25 @@ async def _start(loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, she
     transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr,
                                     bufsize, **popen_kwargs)
     waiter = loop.create_future()
-    loop.create_task(transport._connect_pipes(waiter))
+    connecting = loop.create_task(transport._connect_pipes(waiter))
     try:
         await waiter
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException:
-        transport.close()
-        # Pipes that never got a transport still hold Popen's file objects.
-        for fd, proto in transport._pipes.items():
-            if proto is None:
-                stream = (transport._proc.stdin, transport._proc.stdout,
-                          transport._proc.stderr)[fd]
-                if stream is not None:
-                    stream.close()
-        await transport._wait_exit()
+        # Cancelled or failed: stop connecting, then close whatever pipes exist by now.
+        connecting.cancel()
+        try:
+            await asyncio.wait([connecting])
+        finally:
+            transport.close()
+            for fd, proto in transport._pipes.items():
+                if proto is None:  # never got a transport: Popen's file object holds it
+                    stream = (transport._proc.stdin, transport._proc.stdout,
+                              transport._proc.stderr)[fd]
+                    if stream is not None:
+                        stream.close()
+            await transport._wait_exit()
         raise
     return transport
 
