@@ -90,8 +90,10 @@ def await_chain(task: asyncio.Task) -> list[str]:
         name = getattr(awaitable, "__qualname__", type(awaitable).__name__)
         if frame is not None:
             lines.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+        elif any(hasattr(awaitable, attr) for attr in ("cr_code", "gi_code", "ag_code")):
+            lines.append(f"{name} (finished or not started)")
         else:
-            lines.append(f"{name} (not running)")
+            break  # a future's iterator: the task's waiter, below, says what it waits for
         nxt = getattr(awaitable, "cr_await", None)
         if nxt is None:
             nxt = getattr(awaitable, "gi_yieldfrom", None)
@@ -106,7 +108,11 @@ def await_chain(task: asyncio.Task) -> list[str]:
 
 def _state(task: asyncio.Task) -> str:
     if not task.done():
-        return "pending"
+        try:
+            running = asyncio.current_task(task.get_loop()) is task
+        except RuntimeError:
+            running = False
+        return "running" if running else "pending"
     if task.cancelled():
         return "cancelled"
     exc = task.exception()
