@@ -1,8 +1,697 @@
-"""TLS over ssl.MemoryBIO (filled in by the TLS work)."""
+"""TLS as a protocol layered over any byte-stream transport, through ssl.MemoryBIO.
+
+Why a protocol and not a socket wrapper: the raw transport (TCP, Unix, or anything else with
+the asyncio Transport API) keeps doing what it is good at — reading, buffering writes, flow
+control — and TLS becomes a pure transformation in between. :class:`TLSProtocol` sits on the
+raw transport as its protocol; ciphertext that arrives goes into an incoming ``MemoryBIO``,
+OpenSSL turns it into plaintext for the application, and plaintext the application writes
+comes back out of an outgoing ``MemoryBIO`` as ciphertext for the raw transport.
+:class:`TLSTransport` is the face the application sees.
+
+The shape of the work, per direction:
+
+- reading: the raw transport fills one reused buffer (``get_buffer``/``buffer_updated``) and
+  the whole chunk goes into the incoming BIO at once; then ``SSLObject.read`` is drained in
+  one loop into a second reused buffer, and the application gets one ``data_received`` per
+  chunk of ciphertext (or its own buffers, for a BufferedProtocol);
+- writing: plaintext is encrypted at once and the ciphertext handed to the raw transport.
+  While this module is itself calling into the application (inside ``data_received``), the
+  ciphertext is held and sent with one raw write when the application returns, so an echo
+  server that answers each message costs one raw write per chunk read, not per message.
+
+Flow control needs no buffer of its own: all ciphertext lives in the raw transport's write
+buffer, so its pause_writing/resume_writing are simply forwarded to the application, and the
+application's pause_reading/resume_reading pause the raw transport.
+
+Closing follows TLS: ``close()`` sends close_notify and waits (at most
+``ssl_shutdown_timeout``) for the peer's, then closes the raw transport, which flushes what
+is still buffered; ``abort()`` drops everything at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import logging
+import ssl
+import warnings
+from typing import Any
 
-async def start_tls(loop, *args, **kwargs):
-    raise NotImplementedError("start_tls is not implemented yet")
+__all__ = ["TLSProtocol", "TLSTransport", "start_tls",
+           "SSL_HANDSHAKE_TIMEOUT", "SSL_SHUTDOWN_TIMEOUT"]
 
+logger = logging.getLogger("asyncio")
+
+#: asyncio's defaults, in seconds.
+SSL_HANDSHAKE_TIMEOUT = 60.0
+SSL_SHUTDOWN_TIMEOUT = 30.0
+
+#: The raw transport reads into a buffer this big; one recv then carries many TLS records.
+_RAW_BUFFER_SIZE = 256 * 1024
+#: Plaintext is decrypted into a reused buffer of this size before it is handed over.
+_PLAIN_BUFFER_SIZE = 256 * 1024
+#: After this many writes to a closed connection, each further one logs a warning
+#: (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
+_LOG_CLOSED_WRITES_AFTER = 5
+
+_WANT = (ssl.SSLWantReadError, ssl.SSLSyscallError)
+
+
+class _State(enum.Enum):
+    HANDSHAKE = "handshake"    # before and during the handshake
+    WRAPPED = "wrapped"        # application data flows
+    SHUTDOWN = "shutdown"      # our close_notify is sent; waiting for the peer's
+    CLOSED = "closed"          # the raw transport is closed or closing
+
+
+def _check_timeout(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if value <= 0:
+        raise ValueError(f"{name} should be a positive number, got {value}")
+    return value
+
+
+def _default_context(server_side: bool) -> ssl.SSLContext:
+    """What ``ssl=True`` means for a client; a server has to bring its certificate."""
+    if server_side:
+        raise ValueError("Server side SSL needs a valid SSLContext")
+    return ssl.create_default_context()
+
+
+class TLSProtocol(asyncio.BufferedProtocol):
+    """The raw transport's protocol: runs the TLS state machine for one connection.
+
+    ``waiter`` (a Future, or None) gets None once the handshake completes, or the exception
+    that ended it; on failure the raw transport is closed. ``app_transport`` is what the
+    application uses. ``call_connection_made=False`` is for ``start_tls``, where the
+    application protocol already has its connection.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app_protocol: asyncio.BaseProtocol,
+                 sslcontext: ssl.SSLContext | None, waiter: asyncio.Future | None,
+                 server_side: bool = False, server_hostname: str | None = None,
+                 ssl_handshake_timeout: float | None = None,
+                 ssl_shutdown_timeout: float | None = None, *,
+                 call_connection_made: bool = True) -> None:
+        self._handshake_timeout = _check_timeout(
+            "ssl_handshake_timeout", ssl_handshake_timeout, SSL_HANDSHAKE_TIMEOUT)
+        self._shutdown_timeout = _check_timeout(
+            "ssl_shutdown_timeout", ssl_shutdown_timeout, SSL_SHUTDOWN_TIMEOUT)
+        if not sslcontext:
+            sslcontext = _default_context(server_side)
+        self._loop = loop
+        self._waiter = waiter
+        self._sslcontext = sslcontext
+        self._server_side = server_side
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        # Wrapping here, not at connection_made, makes a bad hostname setup fail in the
+        # caller (e.g. "check_hostname requires server_hostname") instead of in a callback.
+        self._sslobj = sslcontext.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side,
+            server_hostname=None if server_side else (server_hostname or None))
+        self._state = _State.HANDSHAKE
+        self._transport: asyncio.Transport | None = None
+        self._extra: dict[str, Any] = {"sslcontext": sslcontext}
+        self._raw_buffer = bytearray(_RAW_BUFFER_SIZE)
+        self._raw_view = memoryview(self._raw_buffer)
+        self._plain_view: memoryview | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._shutdown_timer: asyncio.TimerHandle | None = None
+        self._pending_writes: list[bytes] = []   # application writes before the handshake
+        #: True while this module is calling into the application: ciphertext waits in the
+        #: outgoing BIO and goes out in one raw write when the call returns.
+        self._holding = False
+        self._call_connection_made = call_connection_made
+        #: connection_made was called, or (start_tls) the application already had its
+        #: connection; either way it is owed exactly one connection_lost.
+        self._app_connected = not call_connection_made
+        self._app_lost = False          # connection_lost was scheduled
+        self._app_reading_paused = False
+        self._app_writing_paused = False
+        self._raw_writing_paused = False
+        self._read_scheduled = False
+        self._closed_writes = 0
+        self._app_protocol: asyncio.BaseProtocol = app_protocol
+        self._app_buffered = isinstance(app_protocol, asyncio.BufferedProtocol)
+        self.app_transport = TLSTransport(loop, self)
+
+    def __repr__(self) -> str:
+        return f"<TLSProtocol {self._state.value} server_side={self._server_side}>"
+
+    # ------------------------------------------------------------------ raw transport side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._handshake_timer = self._loop.call_later(
+            self._handshake_timeout, self._on_handshake_timeout)
+        self._do_handshake()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._raw_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._incoming.write(self._raw_view[:nbytes])
+        self._process_incoming()
+
+    def data_received(self, data: bytes) -> None:
+        """For raw transports that deliver bytes rather than fill our buffer."""
+        self._incoming.write(data)
+        self._process_incoming()
+
+    def eof_received(self) -> None:
+        """The peer closed its side without (or after) close_notify."""
+        state = self._state
+        if state is _State.HANDSHAKE:
+            self._fail_handshake(ConnectionResetError("Connection lost during SSL handshake"))
+        elif state is _State.WRAPPED:
+            # Deliver what was decrypted before the EOF, then tell the application.
+            self._read_app_data()
+            self._state = _State.CLOSED
+            self._app_eof()
+        else:
+            self._state = _State.CLOSED
+        # Returning None lets the raw transport close itself: TLS has no half-close.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        was_handshaking = self._state is _State.HANDSHAKE
+        self._state = _State.CLOSED
+        self._pending_writes.clear()
+        self.app_transport._closed = True
+        if was_handshaking:
+            self._wake_waiter(exc or ConnectionResetError("Connection lost during SSL handshake"))
+        if self._app_connected and not self._app_lost:
+            self._app_lost = True
+            self._loop.call_soon(self._app_protocol.connection_lost, exc)
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        self._raw_writing_paused = True
+        if self._app_connected:
+            self._pause_app_writing()
+
+    def resume_writing(self) -> None:
+        self._raw_writing_paused = False
+        if self._app_writing_paused:
+            self._app_writing_paused = False
+            try:
+                self._app_protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc, "transport": self.app_transport,
+                    "protocol": self._app_protocol})
+
+    def _pause_app_writing(self) -> None:
+        if self._app_writing_paused:
+            return
+        self._app_writing_paused = True
+        try:
+            self._app_protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc, "transport": self.app_transport,
+                "protocol": self._app_protocol})
+
+    # ------------------------------------------------------------------ handshake
+
+    def _do_handshake(self) -> None:
+        try:
+            self._sslobj.do_handshake()
+        except _WANT:
+            self._flush()
+            return
+        except Exception as exc:
+            self._fail_handshake(exc)
+            return
+        self._handshake_done()
+
+    def _handshake_done(self) -> None:
+        self._cancel_handshake_timer()
+        sslobj = self._sslobj
+        try:
+            peercert = sslobj.getpeercert()
+        except Exception as exc:  # pragma: no cover - getpeercert fails only on bad certs
+            self._fail_handshake(exc)
+            return
+        self._extra.update(peercert=peercert, cipher=sslobj.cipher(),
+                           compression=sslobj.compression(), ssl_object=sslobj)
+        self._state = _State.WRAPPED
+        if self._loop.get_debug():
+            logger.debug("%r: SSL handshake complete", self)
+        if self._pending_writes:
+            for data in self._pending_writes:
+                sslobj.write(data)
+            self._pending_writes.clear()
+        self._flush()
+        if not self._app_connected:
+            self._app_connected = True
+            if self._call_connection_made:
+                self._app_protocol.connection_made(self.app_transport)
+            if self._raw_writing_paused:
+                self._pause_app_writing()
+        self._wake_waiter(None)
+        if self._app_reading_paused and self._transport is not None:
+            self._transport.pause_reading()
+        elif self._state is _State.WRAPPED:
+            self._read_app_data()
+
+    def _fail_handshake(self, exc: BaseException) -> None:
+        """End the connection: send OpenSSL's alert if it wrote one, then close."""
+        self._cancel_timers()
+        self._state = _State.CLOSED
+        self.app_transport._closed = True
+        transport = self._transport
+        if transport is not None:
+            alert = self._outgoing.read()
+            if alert and not transport.is_closing():
+                transport.write(alert)
+            transport.close()
+        if self._loop.get_debug():
+            logger.debug("%r: SSL handshake failed: %r", self, exc)
+        self._wake_waiter(exc)
+
+    def _on_handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        if self._state is not _State.HANDSHAKE:
+            return
+        exc = ConnectionAbortedError(
+            f"SSL handshake is taking longer than {self._handshake_timeout} seconds: "
+            f"aborting the connection")
+        self._state = _State.CLOSED
+        self.app_transport._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+        self._wake_waiter(exc)
+
+    def _wake_waiter(self, exc: BaseException | None) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
+
+    # ------------------------------------------------------------------ incoming
+
+    def _process_incoming(self) -> None:
+        state = self._state
+        if state is _State.WRAPPED:
+            if not self._app_reading_paused:
+                self._read_app_data()
+        elif state is _State.HANDSHAKE:
+            if self._transport is not None:
+                self._do_handshake()
+        elif state is _State.SHUTDOWN:
+            self._continue_shutdown()
+
+    def _read_app_data(self) -> None:
+        """Decrypt everything the incoming BIO holds and hand it to the application."""
+        self._holding = True
+        try:
+            if self._app_buffered:
+                eof = self._read_into_app_buffers()
+            else:
+                eof = self._read_copied()
+        except ssl.SSLError as exc:
+            self._holding = False
+            self._fatal_error(exc, "SSL error in data received")
+            return
+        except BaseException:
+            self._holding = False
+            raise
+        self._holding = False
+        if eof:
+            self._app_eof()
+            self._start_shutdown()
+        else:
+            self._flush()
+
+    def _read_copied(self) -> bool:
+        """Plain protocols: one data_received per batch of records. Returns True on EOF."""
+        view = self._plain_view
+        if view is None:
+            view = self._plain_view = memoryview(bytearray(_PLAIN_BUFFER_SIZE))
+        read = self._sslobj.read
+        size = _PLAIN_BUFFER_SIZE
+        filled = 0
+        eof = False
+        while True:
+            try:
+                count = read(size - filled, view[filled:])
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                eof = True
+                break
+            if not count:
+                eof = True
+                break
+            filled += count
+            if filled == size:
+                self._app_protocol.data_received(view.tobytes())
+                filled = 0
+                if self._app_reading_paused or self._state is not _State.WRAPPED:
+                    return False
+        if filled:
+            self._app_protocol.data_received(view[:filled].tobytes())
+        return eof and self._state is _State.WRAPPED
+
+    def _read_into_app_buffers(self) -> bool:
+        """BufferedProtocol: decrypt straight into the application's buffers."""
+        protocol = self._app_protocol
+        read = self._sslobj.read
+        while not self._app_reading_paused and self._state is _State.WRAPPED:
+            buf = memoryview(protocol.get_buffer(-1))  # type: ignore[attr-defined]
+            size = buf.nbytes
+            if not size:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            filled = 0
+            eof = False
+            while filled < size:
+                try:
+                    count = read(size - filled, buf[filled:] if filled else buf)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    eof = True
+                    break
+                if not count:
+                    eof = True
+                    break
+                filled += count
+            if filled:
+                protocol.buffer_updated(filled)  # type: ignore[attr-defined]
+            if eof:
+                return self._state is _State.WRAPPED
+            if filled < size:
+                return False
+        return False
+
+    def _app_eof(self) -> None:
+        """close_notify or EOF from the peer: the application hears eof_received once."""
+        if not self._app_connected or self._app_lost:
+            return
+        try:
+            keep_open = self._app_protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Error calling eof_received()")
+            return
+        if keep_open:
+            logger.warning("returning true from eof_received() has no effect when using ssl")
+
+    # ------------------------------------------------------------------ outgoing
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        state = self._state
+        if state is _State.WRAPPED:
+            try:
+                self._sslobj.write(data)
+            except ssl.SSLError as exc:
+                self._fatal_error(exc, "SSL error in write")
+                return
+            if not self._holding:
+                self._flush()
+        elif state is _State.HANDSHAKE:
+            self._pending_writes.append(bytes(data))
+        else:
+            if self._closed_writes >= _LOG_CLOSED_WRITES_AFTER:
+                logger.warning("SSL connection is closed")
+            self._closed_writes += 1
+
+    def _flush(self) -> None:
+        """Hand all ciphertext OpenSSL produced to the raw transport in one write."""
+        if self._outgoing.pending:
+            data = self._outgoing.read()
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+
+    # ------------------------------------------------------------------ closing
+
+    def _start_shutdown(self) -> None:
+        """Send close_notify; the raw transport closes when the peer answers with its own."""
+        state = self._state
+        self.app_transport._closed = True
+        if state is _State.HANDSHAKE:
+            self._abort(None)
+            return
+        if state is not _State.WRAPPED:
+            return
+        self._state = _State.SHUTDOWN
+        self._shutdown_timer = self._loop.call_later(
+            self._shutdown_timeout, self._on_shutdown_timeout)
+        if self._transport is not None and self._app_reading_paused:
+            # The peer's close_notify has to be read even if the application stopped reading.
+            self._transport.resume_reading()
+        try:
+            self._sslobj.unwrap()
+        except ssl.SSLWantReadError:
+            # Our close_notify is written; the peer's may already be in the incoming BIO.
+            self._flush()
+            self._continue_shutdown()
+            return
+        except ssl.SSLError as exc:
+            self._flush()
+            self._close_raw(exc)
+            return
+        self._flush()
+        self._close_raw(None)
+
+    def _continue_shutdown(self) -> None:
+        """Discard application data until the peer's close_notify, then close."""
+        if not self._drain_until_close_notify():
+            return
+        try:
+            self._sslobj.unwrap()
+        except ssl.SSLError:
+            pass
+        self._flush()
+        self._close_raw(None)
+
+    def _drain_until_close_notify(self) -> bool:
+        read = self._sslobj.read
+        while True:
+            try:
+                if not read(65536):
+                    return True
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLZeroReturnError:
+                return True
+            except ssl.SSLError:
+                return True
+
+    def _close_raw(self, exc: BaseException | None) -> None:
+        self._cancel_timers()
+        self._state = _State.CLOSED
+        transport = self._transport
+        if transport is None:
+            return
+        if exc is None or isinstance(exc, OSError):
+            if exc is not None and self._loop.get_debug():
+                logger.debug("%r: SSL shutdown ended with %r", self, exc)
+            transport.close()
+        else:
+            self._fatal_error(exc, "SSL shutdown failed")
+
+    def _on_shutdown_timeout(self) -> None:
+        self._shutdown_timer = None
+        if self._state is _State.SHUTDOWN:
+            self._abort(TimeoutError("SSL shutdown timed out"))
+
+    def _abort(self, exc: BaseException | None) -> None:
+        self._cancel_timers()
+        self._state = _State.CLOSED
+        self.app_transport._closed = True
+        self._pending_writes.clear()
+        if self._transport is not None:
+            if exc is not None and self._app_connected and not self._app_lost:
+                # The raw transport reports None on abort(); the application hears why.
+                self._app_lost = True
+                self._loop.call_soon(self._app_protocol.connection_lost, exc)
+            self._transport.abort()
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self._transport, "protocol": self})
+        elif self._loop.get_debug():
+            logger.debug("%r: %s", self, message, exc_info=True)
+        self._abort(exc)
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_handshake_timer()
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
+
+    # ------------------------------------------------------------------ app transport calls
+
+    def _pause_reading(self) -> None:
+        self._app_reading_paused = True
+        if self._transport is not None and self._state is _State.WRAPPED:
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._app_reading_paused:
+            return
+        self._app_reading_paused = False
+        if self._transport is not None and self._state is _State.WRAPPED:
+            self._transport.resume_reading()
+        if not self._read_scheduled:
+            # Plaintext may already sit in the BIOs; deliver it from a fresh callback, as a
+            # resumed raw transport would, not from inside the caller's resume_reading().
+            self._read_scheduled = True
+            self._loop.call_soon(self._read_after_resume)
+
+    def _read_after_resume(self) -> None:
+        self._read_scheduled = False
+        if self._state is _State.WRAPPED and not self._app_reading_paused:
+            self._read_app_data()
+
+    def _get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in self._extra:
+            return self._extra[name]
+        if self._transport is not None:
+            return self._transport.get_extra_info(name, default)
+        return default
+
+
+class TLSTransport(asyncio.Transport):
+    """The transport the application holds: plaintext in, plaintext out."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tls: TLSProtocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self._tls = tls
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<TLSTransport {state} {self._tls!r}>"
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._tls._get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        tls = self._tls
+        tls._app_protocol = protocol
+        tls._app_buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._tls._app_protocol
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Send close_notify after what was written; the connection closes when it is out."""
+        if self._closed:
+            return
+        self._closed = True
+        self._tls._start_shutdown()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._tls._abort(None)
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if not self._closed:
+            self._closed = True
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+
+    def is_reading(self) -> bool:
+        tls = self._tls
+        return not tls._app_reading_paused and tls._state in (_State.HANDSHAKE, _State.WRAPPED)
+
+    def pause_reading(self) -> None:
+        self._tls._pause_reading()
+
+    def resume_reading(self) -> None:
+        self._tls._resume_reading()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expecting a bytes-like instance, "
+                            f"got {type(data).__name__}")
+        if data:
+            self._tls._write(data)
+
+    def writelines(self, list_of_data) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("TLS does not support half-closing the write side")
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        raw = self._tls._transport
+        if raw is not None:
+            raw.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        raw = self._tls._transport
+        if raw is not None:
+            return raw.get_write_buffer_limits()
+        return (0, 0)
+
+    def get_write_buffer_size(self) -> int:
+        tls = self._tls
+        pending = sum(map(len, tls._pending_writes)) + tls._outgoing.pending
+        raw = tls._transport
+        if raw is not None:
+            pending += raw.get_write_buffer_size()
+        return pending
+
+
+async def start_tls(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport,
+                    protocol: asyncio.BaseProtocol, sslcontext: ssl.SSLContext, *,
+                    server_side: bool = False, server_hostname: str | None = None,
+                    ssl_handshake_timeout: float | None = None,
+                    ssl_shutdown_timeout: float | None = None) -> asyncio.Transport:
+    """Upgrade an open connection to TLS and return the new, plaintext transport.
+
+    The old transport keeps carrying the bytes; the caller must stop using it. The
+    application protocol is not told connection_made again: it already has a connection.
+    """
+    if not isinstance(sslcontext, ssl.SSLContext):
+        raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                        f"got {sslcontext!r}")
+    if not getattr(transport, "_start_tls_compatible", False):
+        raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+    waiter = loop.create_future()
+    tls = TLSProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname,
+                      ssl_handshake_timeout=ssl_handshake_timeout,
+                      ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
+    # Stop reading first so no bytes reach the TLS protocol before connection_made does.
+    transport.pause_reading()  # type: ignore[attr-defined]
+    transport.set_protocol(tls)
+    made = loop.call_soon(tls.connection_made, transport)
+    resumed = loop.call_soon(transport.resume_reading)  # type: ignore[attr-defined]
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    return tls.app_transport

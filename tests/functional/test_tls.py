@@ -1,0 +1,903 @@
+"""TLS over ssl.MemoryBIO (conveyor/transports/tls.py) with real sockets and real certificates.
+
+A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate are
+made once per session with the `cryptography` package. Every test runs on stock asyncio's
+TCP transports (the TLS layer sits on any transport) and on conveyor's own; on conveyor the
+connection is made through the public `ssl=` API once conveyor/net.py provides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import ipaddress
+import os
+import socket
+import ssl
+import threading
+
+import pytest
+
+import conveyor
+from conveyor.transports.tls import TLSProtocol, TLSTransport
+
+cryptography = pytest.importorskip("cryptography", reason="test dependency for certificates")
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+TIMEOUT = 20
+
+
+# ---------------------------------------------------------------------------- certificates
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _issue(subject: str, issuer_name: x509.Name, issuer_key, key, *, ca: bool,
+           sans: list | None = None, usage=None) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(subject)).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_pair(directory, stem, cert, key) -> tuple[str, str]:
+    cert_path = os.path.join(directory, f"{stem}.pem")
+    key_path = os.path.join(directory, f"{stem}.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("tls"))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _issue("conveyor test CA", _name("conveyor test CA"), ca_key, ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _issue(
+        "localhost", ca_cert.subject, ca_key, server_key, ca=False,
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = _issue("conveyor client", ca_cert.subject, ca_key, client_key, ca=False,
+                         usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    ca_path, _ = _write_pair(directory, "ca", ca_cert, ca_key)
+    server = _write_pair(directory, "server", server_cert, server_key)
+    client = _write_pair(directory, "client", client_cert, client_key)
+    return {"ca": ca_path, "server": server, "client": client}
+
+
+def server_context(certs, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*certs["server"])
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(certs["ca"])
+    return ctx
+
+
+def client_context(certs, *, with_cert: bool = False, trust: bool = True) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if trust:
+        ctx.load_verify_locations(certs["ca"])
+    if with_cert:
+        ctx.load_cert_chain(*certs["client"])
+    return ctx
+
+
+# ---------------------------------------------------------------------------- loops
+
+def _conveyor_has_tcp(loop) -> bool:
+    try:
+        server = loop.run_until_complete(loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
+    except NotImplementedError:
+        return False
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    return True
+
+
+@pytest.fixture(params=["asyncio", "conveyor"])
+def loop(request):
+    fds_before = set(os.listdir("/proc/self/fd"))
+    loop = asyncio.new_event_loop() if request.param == "asyncio" else conveyor.new_event_loop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    if request.param == "conveyor" and not _conveyor_has_tcp(loop):
+        loop.close()
+        pytest.skip("conveyor's TCP transports (conveyor/net.py) are not implemented yet")
+    loop.kind = request.param
+    yield loop
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    assert errors == [], errors
+    leaked = set(os.listdir("/proc/self/fd")) - fds_before
+    # An fd number may be listed if it was reused, so check what is still open is not ours.
+    assert not leaked or all(not os.path.exists(f"/proc/self/fd/{fd}") for fd in leaked), \
+        f"leaked fds {leaked}"
+
+
+def run(loop, coro, timeout: float = TIMEOUT):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def _swallow(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def tls_server(loop, factory, ctx, *, handshake_waiters=None, **kwargs):
+    """A TLS server on 127.0.0.1, port 0: TLSProtocol over the loop's TCP transports.
+
+    On asyncio the TLS layer is installed by hand; on conveyor through ``ssl=``.
+    ``handshake_waiters`` (a list) collects each connection's handshake future (asyncio only).
+    """
+    if loop.kind == "conveyor":
+        return await loop.create_server(factory, "127.0.0.1", 0, ssl=ctx, **kwargs)
+
+    def make():
+        waiter = loop.create_future()
+        waiter.add_done_callback(_swallow)
+        if handshake_waiters is not None:
+            handshake_waiters.append(waiter)
+        return TLSProtocol(loop, factory(), ctx, waiter, server_side=True, **kwargs)
+
+    return await loop.create_server(make, "127.0.0.1", 0)
+
+
+async def tls_connect(loop, factory, port, ctx, server_hostname="localhost", **kwargs):
+    """Connect with TLS; returns (app_transport, app_protocol)."""
+    if loop.kind == "conveyor":
+        return await loop.create_connection(factory, "127.0.0.1", port, ssl=ctx,
+                                            server_hostname=server_hostname, **kwargs)
+    waiter = loop.create_future()
+    app = factory()
+    _raw, tls = await loop.create_connection(
+        lambda: TLSProtocol(loop, app, ctx, waiter, False, server_hostname, **kwargs),
+        "127.0.0.1", port)
+    await waiter
+    return tls.app_transport, app
+
+
+def port_of(server) -> int:
+    return server.sockets[0].getsockname()[1]
+
+
+async def close_server(server):
+    server.close()
+    await server.wait_closed()
+
+
+class Recorder(asyncio.Protocol):
+    """Keeps everything it is told, and lets a test await the connection's end."""
+
+    def __init__(self, echo: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self.echo = echo
+        self.transport = None
+        self.data = bytearray()
+        self.events: list[str] = []
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+        self.eof = loop.create_future()
+        self.lost_exc = None
+        self.paused = 0
+        self.resumed = 0
+
+    def connection_made(self, transport):
+        self.events.append("made")
+        self.transport = transport
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        assert isinstance(data, bytes)
+        self.data += data
+        if self.echo:
+            self.transport.write(data)
+
+    def eof_received(self):
+        self.events.append("eof")
+        self.eof.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost_exc = exc
+        self.lost.set_result(exc)
+
+    def pause_writing(self):
+        self.paused += 1
+
+    def resume_writing(self):
+        self.resumed += 1
+
+
+# ---------------------------------------------------------------------------- basics
+
+def test_echo_and_extra_info(loop, certs):
+    async def main():
+        server_protocols = []
+
+        def factory():
+            p = Recorder(echo=True)
+            server_protocols.append(p)
+            return p
+
+        server = await tls_server(loop, factory, server_context(certs))
+        ctx = client_context(certs)
+        transport, client = await tls_connect(loop, Recorder, port_of(server), ctx)
+        assert isinstance(transport, asyncio.Transport)
+        assert client.events == ["made"]
+        transport.write(b"hello ")
+        transport.writelines([b"over ", bytearray(b"tls"), memoryview(b"!")])
+        while len(client.data) < 15:
+            await asyncio.sleep(0.01)
+        assert bytes(client.data) == b"hello over tls!"
+        assert transport.get_extra_info("sslcontext") is ctx
+        sslobj = transport.get_extra_info("ssl_object")
+        assert isinstance(sslobj, ssl.SSLObject)
+        assert sslobj.version() in ("TLSv1.2", "TLSv1.3")
+        assert transport.get_extra_info("peercert")["subject"] == ((("commonName", "localhost"),),)
+        assert transport.get_extra_info("cipher") == sslobj.cipher()
+        assert transport.get_extra_info("compression") is None
+        assert transport.get_extra_info("peername")[0] == "127.0.0.1"
+        assert transport.get_extra_info("socket") is not None
+        assert transport.get_extra_info("nope", 42) == 42
+        assert not transport.can_write_eof()
+        with pytest.raises(NotImplementedError):
+            transport.write_eof()
+        with pytest.raises(TypeError, match="data: expecting a bytes-like instance, got str"):
+            transport.write("text")
+        transport.close()
+        assert transport.is_closing()
+        assert await client.lost is None
+        server_side = server_protocols[0]
+        await server_side.lost
+        assert server_side.events == ["made", "eof", "lost"]
+        assert client.events == ["made", "lost"]
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_timeout_arguments_validated(loop, certs):
+    ctx = client_context(certs)
+    for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):
+        for bad in (0, -1.5):
+            with pytest.raises(ValueError, match=f"{name} should be a positive number, "
+                                                 f"got {bad}"):
+                TLSProtocol(loop, asyncio.Protocol(), ctx, None, False, "localhost",
+                            **{name: bad})
+    with pytest.raises(ValueError, match="Server side SSL needs a valid SSLContext"):
+        TLSProtocol(loop, asyncio.Protocol(), None, None, server_side=True)
+    tls = TLSProtocol(loop, asyncio.Protocol(), ctx, None, False, "localhost")
+    assert tls._handshake_timeout == 60.0 and tls._shutdown_timeout == 30.0
+    tls.app_transport._closed = True
+
+
+# ---------------------------------------------------------------------------- verification
+
+def test_wrong_hostname_rejected(loop, certs):
+    async def main():
+        waiters = []
+        server = await tls_server(loop, Recorder, server_context(certs),
+                                  handshake_waiters=waiters)
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            await tls_connect(loop, Recorder, port_of(server), client_context(certs),
+                              server_hostname="wrong.example")
+        if waiters:
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await waiters[0]
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_untrusted_certificate_rejected(loop, certs):
+    async def main():
+        server = await tls_server(loop, Recorder, server_context(certs))
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+            await tls_connect(loop, Recorder, port_of(server),
+                              client_context(certs, trust=False))
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_client_certificate_accepted(loop, certs):
+    async def main():
+        seen = []
+
+        def factory():
+            p = Recorder(echo=True)
+            seen.append(p)
+            return p
+
+        server = await tls_server(loop, factory, server_context(certs, require_client_cert=True))
+        transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                              client_context(certs, with_cert=True))
+        transport.write(b"ping")
+        while client.data != b"ping":
+            await asyncio.sleep(0.01)
+        peercert = seen[0].transport.get_extra_info("peercert")
+        assert peercert["subject"] == ((("commonName", "conveyor client"),),)
+        transport.close()
+        await client.lost
+        await seen[0].lost
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_missing_client_certificate_rejected(loop, certs):
+    async def main():
+        waiters = []
+        server = await tls_server(loop, Recorder, server_context(certs, require_client_cert=True),
+                                  handshake_waiters=waiters)
+        try:
+            # TLS 1.3 lets the client finish its handshake before the server checks the
+            # client certificate; then the server's alert ends the connection.
+            transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                                  client_context(certs))
+        except (ssl.SSLError, ConnectionError):
+            pass
+        else:
+            exc = await client.lost
+            assert isinstance(exc, (ssl.SSLError, ConnectionError))
+            assert transport.is_closing()
+        if waiters:
+            with pytest.raises(ssl.SSLError, match="PEER_DID_NOT_RETURN_A_CERTIFICATE|"
+                                                   "certificate"):
+                await waiters[0]
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- stalled peers
+
+def test_server_drops_half_handshake_at_timeout(loop, certs):
+    """A client that sends half a ClientHello and stalls is dropped; its fd is closed."""
+    async def main():
+        waiters = []
+        server = await tls_server(loop, Recorder, server_context(certs),
+                                  handshake_waiters=waiters, ssl_handshake_timeout=0.3)
+        sock = socket.create_connection(("127.0.0.1", port_of(server)))
+        sock.setblocking(False)
+        try:
+            # A real ClientHello, cut short.
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = client_context(certs).wrap_bio(incoming, outgoing,
+                                                 server_hostname="localhost")
+            with pytest.raises(ssl.SSLWantReadError):
+                obj.do_handshake()
+            hello = outgoing.read()
+            await loop.sock_sendall(sock, hello[:len(hello) // 2])
+            start = loop.time()
+            # The server closes the connection at the timeout: we read EOF or a reset.
+            try:
+                data = await loop.sock_recv(sock, 1024)
+            except ConnectionResetError:
+                data = b""
+            assert data == b""
+            assert 0.2 < loop.time() - start < 5
+        finally:
+            sock.close()
+        if waiters:
+            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer "
+                                                             "than 0.3 seconds"):
+                await waiters[0]
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_client_handshake_timeout_against_silent_server(loop, certs):
+    async def main():
+        accepted = []
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        try:
+            async def accept():
+                conn, _ = await loop.sock_accept(listener)
+                accepted.append(conn)
+
+            acceptor = asyncio.ensure_future(accept())
+            start = loop.time()
+            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer"):
+                await tls_connect(loop, Recorder, listener.getsockname()[1],
+                                  client_context(certs), ssl_handshake_timeout=0.3)
+            assert 0.2 < loop.time() - start < 5
+            await acceptor
+        finally:
+            listener.close()
+            for conn in accepted:
+                conn.close()
+
+    run(loop, main())
+
+
+def test_garbage_from_client_is_refused(loop, certs):
+    async def main():
+        waiters = []
+        server = await tls_server(loop, Recorder, server_context(certs),
+                                  handshake_waiters=waiters)
+        sock = socket.create_connection(("127.0.0.1", port_of(server)))
+        sock.setblocking(False)
+        try:
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4)
+            try:
+                while await loop.sock_recv(sock, 1024):
+                    pass
+            except ConnectionResetError:
+                pass
+        finally:
+            sock.close()
+        if waiters:
+            with pytest.raises(ssl.SSLError):
+                await waiters[0]
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- close_notify
+
+def _blocking_tls_client(port, ctx, results):
+    """A plain ssl.SSLSocket peer: reports whether the server's close was a close_notify."""
+    try:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        with ctx.wrap_socket(raw, server_hostname="localhost",
+                             suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"x" * 1000)
+            received = b""
+            while True:
+                chunk = tls.recv(65536)   # raises SSLEOFError on an EOF without close_notify
+                if not chunk:
+                    break
+                received += chunk
+            results["received"] = received
+            results["clean"] = True
+            tls.unwrap()                  # our close_notify back
+    except Exception as exc:  # reported to the test thread
+        results["error"] = exc
+
+
+def test_close_notify_sent_and_received(loop, certs):
+    async def main():
+        class CloseAfterReply(Recorder):
+            def data_received(self, data):
+                super().data_received(data)
+                if len(self.data) == 1000:
+                    self.transport.write(b"reply" * 10000)
+                    self.transport.close()
+
+        protocols = []
+
+        def factory():
+            protocols.append(CloseAfterReply())
+            return protocols[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        results: dict = {}
+        thread = threading.Thread(target=_blocking_tls_client,
+                                  args=(port_of(server), client_context(certs), results))
+        thread.start()
+        try:
+            while not protocols:
+                await asyncio.sleep(0.01)
+            exc = await protocols[0].lost
+        finally:
+            await loop.run_in_executor(None, thread.join, TIMEOUT)
+        assert "error" not in results, results
+        assert results["clean"] and results["received"] == b"reply" * 10000
+        assert exc is None
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_peer_close_notify_gives_eof_received(loop, certs):
+    async def main():
+        protocols = []
+
+        def factory():
+            protocols.append(Recorder())
+            return protocols[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+
+        def client():
+            raw = socket.create_connection(("127.0.0.1", port_of(server)), timeout=TIMEOUT)
+            with client_context(certs).wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"last words")
+                tls.unwrap()              # close_notify; waits for the server's answer
+
+        await loop.run_in_executor(None, client)
+        await protocols[0].lost
+        assert protocols[0].events == ["made", "eof", "lost"]
+        assert protocols[0].data == b"last words"
+        assert protocols[0].lost_exc is None
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_abort_and_connection_lost_once(loop, certs):
+    async def main():
+        protocols = []
+
+        def factory():
+            protocols.append(Recorder())
+            return protocols[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                              client_context(certs))
+        transport.write(b"dropped maybe")
+        transport.abort()
+        transport.abort()
+        transport.close()
+        assert await client.lost is None
+        await protocols[0].lost
+        await asyncio.sleep(0.05)
+        assert client.events == ["made", "lost"]
+        assert protocols[0].events.count("lost") == 1
+        transport.write(b"after close is ignored")
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- flow control
+
+class Sink(Recorder):
+    """Reads slowly: pauses its transport, resumes later, and counts."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.pauses = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data):
+        self.data += data
+        if len(self.data) >= self.expected and not self.done.done():
+            self.done.set_result(None)
+        elif self.pauses < 5 and len(self.data) > (self.pauses + 1) * 1_000_000:
+            self.pauses += 1
+            self.transport.pause_reading()
+            assert not self.transport.is_reading()
+            asyncio.get_running_loop().call_later(0.05, self.transport.resume_reading)
+
+
+def test_large_transfer_both_ways_with_flow_control(loop, certs):
+    size = 8 * 1024 * 1024
+    payload_up = os.urandom(size)
+    payload_down = os.urandom(size)
+
+    async def main():
+        sinks = []
+
+        def factory():
+            sinks.append(Sink(size))
+            return sinks[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        transport, client = await tls_connect(loop, lambda: Sink(size), port_of(server),
+                                              client_context(certs))
+        while not sinks:
+            await asyncio.sleep(0.01)
+        await sinks[0].made
+        server_transport = sinks[0].transport
+        transport.set_write_buffer_limits(high=64 * 1024)
+        for offset in range(0, size, 256 * 1024):
+            transport.write(payload_up[offset:offset + 256 * 1024])
+            server_transport.write(payload_down[offset:offset + 256 * 1024])
+        assert transport.get_write_buffer_size() > 64 * 1024
+        assert client.paused >= 1
+        await asyncio.gather(sinks[0].done, client.done)
+        assert client.resumed >= 1
+        assert hashlib.sha256(sinks[0].data).digest() == hashlib.sha256(payload_up).digest()
+        assert hashlib.sha256(client.data).digest() == hashlib.sha256(payload_down).digest()
+        assert sinks[0].pauses >= 1 and client.pauses >= 1
+        transport.close()
+        await client.lost
+        await sinks[0].lost
+        await close_server(server)
+
+    run(loop, main(), timeout=60)
+
+
+def test_pause_reading_reaches_raw_transport(loop, certs):
+    async def main():
+        protocols = []
+
+        def factory():
+            protocols.append(Recorder())
+            return protocols[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                              client_context(certs))
+        transport.pause_reading()
+        assert not transport.is_reading()
+        while not protocols:
+            await asyncio.sleep(0.01)
+        await protocols[0].made
+        protocols[0].transport.write(b"held back")
+        await asyncio.sleep(0.1)
+        assert client.data == b""
+        transport.resume_reading()
+        assert transport.is_reading()
+        while client.data != b"held back":
+            await asyncio.sleep(0.01)
+        transport.close()
+        await client.lost
+        await protocols[0].lost
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- BufferedProtocol
+
+class SmallBuffers(asyncio.BufferedProtocol):
+    def __init__(self, expected: int) -> None:
+        self.buffer = bytearray(1000)
+        self.received = bytearray()
+        self.expected = expected
+        self.calls = 0
+        self.done = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.calls += 1
+        self.received += self.buffer[:nbytes]
+        if len(self.received) == self.expected:
+            self.done.set_result(None)
+
+    def eof_received(self):
+        pass
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_buffered_protocol_over_tls(loop, certs):
+    payload = os.urandom(1024 * 1024 + 7)
+
+    async def main():
+        receivers = []
+
+        def factory():
+            receivers.append(SmallBuffers(len(payload)))
+            return receivers[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                              client_context(certs))
+        transport.write(payload)
+        while not receivers:
+            await asyncio.sleep(0.01)
+        await receivers[0].done
+        assert bytes(receivers[0].received) == payload
+        assert receivers[0].calls >= len(payload) // 1000
+        transport.close()
+        await client.lost
+        assert await receivers[0].lost is None
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- streams
+
+def test_asyncio_streams_over_tls(loop, certs):
+    async def main():
+        async def handle(reader, writer):
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        handlers = []
+
+        def server_factory():
+            reader = asyncio.StreamReader(limit=1 << 20)
+            protocol = asyncio.StreamReaderProtocol(reader, handle)
+            handlers.append(protocol)
+            return protocol
+
+        server = await tls_server(loop, server_factory, server_context(certs))
+        reader = asyncio.StreamReader()
+        transport, protocol = await tls_connect(
+            loop, lambda: asyncio.StreamReaderProtocol(reader), port_of(server),
+            client_context(certs))
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        assert writer.get_extra_info("ssl_object") is not None
+        for i in range(100):
+            writer.write(b"line %d\n" % i)
+            await writer.drain()
+            assert await reader.readline() == b"LINE %d\n" % i
+        big = b"y" * 300_000 + b"\n"
+        writer.write(big)
+        assert await reader.readexactly(len(big)) == big.upper()
+        writer.close()
+        await writer.wait_closed()
+        assert await reader.read() == b""
+        await close_server(server)
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------- start_tls
+
+def test_start_tls_both_sides(loop, certs):
+    async def main():
+        server_done = loop.create_future()
+
+        async def handle(reader, writer):
+            try:
+                assert await reader.readline() == b"STARTTLS\n"
+                writer.write(b"GO\n")
+                await writer.drain()
+                await writer.start_tls(server_context(certs))
+                assert writer.get_extra_info("ssl_object").server_side
+                line = await reader.readline()
+                writer.write(b"secure: " + line)
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+                server_done.set_result(None)
+            except BaseException as exc:
+                server_done.set_exception(exc)
+                raise
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        plain_transport = writer.transport
+        await writer.start_tls(client_context(certs), server_hostname="localhost")
+        assert writer.transport is not plain_transport
+        assert writer.get_extra_info("peercert")["subject"] == ((("commonName", "localhost"),),)
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"secure: hello\n"
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        await server_done
+        await close_server(server)
+
+    if loop.kind == "asyncio":
+        # Route stock asyncio's start_tls through conveyor's TLS layer for this test.
+        loop.start_tls = lambda *a, **k: conveyor.transports.tls.start_tls(loop, *a, **k)
+    run(loop, main())
+
+
+def test_start_tls_protocol_level(loop, certs):
+    async def main():
+        upgraded = loop.create_future()
+
+        class Server(Recorder):
+            def data_received(self, data):
+                # Plain text until STARTTLS; then TLS takes over this protocol's transport.
+                self.events.append(data)
+                self.upgrade = asyncio.ensure_future(self.do_upgrade())
+
+            async def do_upgrade(self):
+                tls = await conveyor.transports.tls.start_tls(
+                    loop, self.transport, self, server_context(certs), server_side=True)
+                self.transport = tls
+                upgraded.set_result(tls)
+
+        servers = []
+
+        def factory():
+            servers.append(Server())
+            return servers[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        plain, client = await loop.create_connection(Recorder, "127.0.0.1", port_of(server))
+        plain.write(b"STARTTLS")
+        while not servers or not servers[0].events[1:]:
+            await asyncio.sleep(0.01)
+        tls = await conveyor.transports.tls.start_tls(
+            loop, plain, client, client_context(certs), server_hostname="localhost")
+        assert isinstance(tls, TLSTransport)
+        server_tls = await upgraded
+        server_tls.write(b"from server")
+        while client.data != b"from server":
+            await asyncio.sleep(0.01)
+        # connection_made is not repeated after the upgrade.
+        assert client.events == ["made"]
+        tls.close()
+        await client.lost
+        await servers[0].lost
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_start_tls_argument_errors(loop, certs):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        transport, protocol = await loop.create_connection(asyncio.Protocol, "127.0.0.1",
+                                                           port_of(server))
+        with pytest.raises(TypeError, match="sslcontext is expected to be an instance of "
+                                            "ssl.SSLContext"):
+            await conveyor.transports.tls.start_tls(loop, transport, protocol, object())
+
+        class NotUpgradable(asyncio.Transport):
+            pass
+
+        with pytest.raises(TypeError, match="is not supported by start_tls"):
+            await conveyor.transports.tls.start_tls(loop, NotUpgradable(), protocol,
+                                                    client_context(certs))
+        with pytest.raises(ValueError, match="ssl_handshake_timeout should be a positive"):
+            await conveyor.transports.tls.start_tls(loop, transport, protocol,
+                                                    client_context(certs),
+                                                    server_hostname="localhost",
+                                                    ssl_handshake_timeout=-1)
+        transport.close()
+        await asyncio.sleep(0)
+        await close_server(server)
+
+    run(loop, main())
+
+
+def test_start_tls_handshake_failure_closes_transport(loop, certs):
+    async def main():
+        writers = []
+        server = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
+        transport, protocol = await loop.create_connection(Recorder, "127.0.0.1",
+                                                           port_of(server))
+        with pytest.raises(ConnectionAbortedError):
+            await conveyor.transports.tls.start_tls(
+                loop, transport, protocol, client_context(certs),
+                server_hostname="localhost", ssl_handshake_timeout=0.2)
+        assert transport.is_closing()
+        # The application protocol had its connection: it hears of its end exactly once.
+        await protocol.lost
+        assert protocol.events == ["made", "lost"]
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        await close_server(server)
+
+    run(loop, main())
