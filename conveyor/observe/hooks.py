@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, Iterable
 
+from .. import loop as loop_mod
+
 __all__ = ["Instrument", "Hooks", "add_instrument", "remove_instrument", "instruments",
-           "task_of", "HOOK_NAMES"]
+           "task_of", "open_loops", "HOOK_NAMES"]
 
 logger = logging.getLogger("conveyor.observe")
 
@@ -224,3 +227,14 @@ def instruments(loop: Any = None) -> tuple[Any, ...]:
     """The instruments installed on ``loop``, in installation order."""
     loop = _resolve(loop)
     return () if loop._hooks is None else loop._hooks.instruments
+
+
+#: Every conveyor loop created since conveyor.observe was imported (weakly held), so that
+#: ``with conveyor.trace(...)`` can record loops that were made before the block began.
+_loops: weakref.WeakSet = weakref.WeakSet()
+loop_mod._new_loop_observers.append(_loops.add)
+
+
+def open_loops() -> list[Any]:
+    """The conveyor loops of this process that are not closed."""
+    return [loop for loop in list(_loops) if not loop.is_closed()]

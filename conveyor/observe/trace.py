@@ -31,12 +31,13 @@ import inspect
 import json
 import os
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import loop as loop_mod
-from .hooks import Instrument, add_instrument, remove_instrument
+from .hooks import Instrument, add_instrument, open_loops, remove_instrument
 
 __all__ = ["Tracer", "trace", "to_chrome", "render_html", "LOOP_TID", "POLL_TID",
            "TASK_TID_BASE"]
@@ -109,14 +110,25 @@ class _Recorder(Instrument):
         self._nevents = 0
 
     def _serial(self, task: asyncio.Task, now: float) -> int:
-        serial = self._serials.get(id(task))
-        if serial is None:
+        found = self._serials.get(id(task))
+        if found is None:
             # A task that existed before tracing began: give it a lane now.
             serial = self._tracer._new_serial()
-            self._serials[id(task)] = serial
+            self._serials[id(task)] = (serial, weakref.ref(task))
             self._append(("tc", self._pid, now, serial, task.get_name(), _coro_name(task),
                           None, True))
-        return serial
+            return serial
+        return found[0]
+
+    def finish(self) -> None:
+        """Recording ends: note the names of tasks still alive (they may have been renamed
+        since creation: asyncio.create_task(name=...) names a task after creating it)."""
+        now = _clock()
+        for serial, ref in list(self._serials.values()):
+            task = ref()
+            if task is not None:
+                self._append(("tn", self._pid, now, serial, task.get_name()))
+        self._serials.clear()
 
     def before_iteration(self) -> None:
         self._iter_start = _clock()
@@ -128,8 +140,9 @@ class _Recorder(Instrument):
     def after_poll(self, timeout: float | None, events: list) -> None:
         self._poll_end = now = _clock()
         self._nevents = len(events)
-        if events:
-            self._append(("fd", self._pid, now, tuple(events)))
+        if self._poll_start:  # 0.0 if attached (from another thread) during this poll
+            self._append(("poll", self._pid, self._poll_start, now, timeout,
+                          tuple(events) if events else None))
 
     def after_callback(self, handle: Any, task: asyncio.Task | None, took: float) -> None:
         end = _clock()
@@ -144,13 +157,13 @@ class _Recorder(Instrument):
             self._append(("cb", self._pid, end - took, took, _site_key(handle._callback)))
 
     def after_iteration(self) -> None:
-        self._append(("it", self._pid, self._iter_start, self._poll_start, self._poll_end,
-                      _clock(), self._timeout, self._nevents))
+        if self._iter_start:
+                self._append(("it", self._pid, self._iter_start, _clock(), self._nevents))
 
     def task_created(self, task: asyncio.Task) -> None:
         now = _clock()
         serial = self._tracer._new_serial()
-        self._serials[id(task)] = serial
+        self._serials[id(task)] = (serial, weakref.ref(task))
         parent = None
         try:
             current = asyncio.current_task()
@@ -163,10 +176,9 @@ class _Recorder(Instrument):
 
     def task_done(self, task: asyncio.Task) -> None:
         now = _clock()
-        serial = self._serials.pop(id(task), None)
-        if serial is None:
-            serial = self._tracer._new_serial()
-        self._append(("td", self._pid, now, serial, _outcome(task)))
+        found = self._serials.pop(id(task), None)
+        serial = self._tracer._new_serial() if found is None else found[0]
+        self._append(("td", self._pid, now, serial, _outcome(task), task.get_name()))
 
 
 class Tracer:
@@ -212,6 +224,7 @@ class Tracer:
         recorder = self._recorders.pop(loop, None)
         if recorder is not None:
             remove_instrument(recorder, loop)
+            recorder.finish()
 
     def start(self) -> "Tracer":
         """Record the running loop, if any, and every conveyor loop created from now on."""
@@ -224,6 +237,8 @@ class Tracer:
             running = None
         if running is not None and hasattr(running, "_hooks"):
             self.attach(running)
+        for loop in open_loops():
+            self.attach(loop)
         return self
 
     def stop(self) -> None:
@@ -319,22 +334,46 @@ def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
             found = labels[key] = _site_label(key)
         return found
 
+    coros: dict[tuple[int, int], str] = {}
+
+    def renamed(pid: int, serial: int, name: str) -> None:
+        coro = coros.get((pid, serial))
+        tasks[(pid, serial)] = f"{name} ({coro})" if coro else name
+
     def task_lane(pid: int, serial: int) -> int:
         if (pid, serial) not in tasks:
             tasks[(pid, serial)] = f"task #{serial}"
         return TASK_TID_BASE + serial
 
+    # First pass: each task's final name (asyncio.create_task names a task only after the
+    # loop created it, and set_name may rename it later), so every event uses the same one.
+    for event in events:
+        kind = event[0]
+        if kind == "tc":
+            coros[(event[1], event[3])] = event[5]
+            renamed(event[1], event[3], event[4])
+        elif kind == "td":
+            renamed(event[1], event[3], event[5])
+        elif kind == "tn":
+            renamed(event[1], event[3], event[4])
+
     for event in events:
         kind, pid = event[0], event[1]
         pids.add(pid)
         if kind == "it":
-            _, _, start, poll_start, poll_end, end, timeout, nevents = event
+            _, _, start, end, nevents = event
             add({"name": "iteration", "cat": "loop", "ph": "X", "pid": pid, "tid": LOOP_TID,
                  "ts": _us(start, origin), "dur": _us(end, start),
                  "args": {"ready_fds": nevents}})
+        elif kind == "poll":
+            _, _, poll_start, poll_end, timeout, ready = event
             add({"name": "poll", "cat": "poll", "ph": "X", "pid": pid, "tid": POLL_TID,
                  "ts": _us(poll_start, origin), "dur": _us(poll_end, poll_start),
-                 "args": {"timeout": timeout, "ready_fds": nevents}})
+                 "args": {"timeout": timeout, "ready_fds": len(ready) if ready else 0}})
+            for fd, mask in ready or ():
+                add({"name": f"fd {fd} {_fd_mask(mask)}", "cat": "io", "ph": "i", "s": "t",
+                     "pid": pid, "tid": POLL_TID, "ts": _us(poll_end, origin),
+                     "args": {"fd": fd, "mask": mask}})
         elif kind == "cb" or kind == "timer":
             start, took, key = event[2], event[3], event[4]
             name, source = label(key)
@@ -361,16 +400,9 @@ def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
             add({"name": f"step {tasks[(pid, serial)]}", "cat": "task_step",
                  "tid": LOOP_TID, "args": args, **common})
             add({"name": "step", "cat": "task_step", "tid": tid, "args": args, **common})
-        elif kind == "fd":
-            _, _, now, ready = event
-            for fd, mask in ready:
-                add({"name": f"fd {fd} {_fd_mask(mask)}", "cat": "io", "ph": "i", "s": "t",
-                     "pid": pid, "tid": POLL_TID, "ts": _us(now, origin),
-                     "args": {"fd": fd, "mask": mask}})
         elif kind == "tc":
             _, _, now, serial, name, coro, parent, existing = event
-            tasks[(pid, serial)] = f"{name} ({coro})"
-            args = {"task": name, "coro": coro}
+            args = {"task": tasks[(pid, serial)], "coro": coro}
             if parent is not None:
                 args["spawned_by"] = tasks.get((pid, parent), f"task #{parent}")
                 args["parent_id"] = parent
@@ -378,7 +410,7 @@ def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
                  "ph": "i", "s": "t", "pid": pid, "tid": task_lane(pid, serial),
                  "ts": _us(now, origin), "args": args})
         elif kind == "td":
-            _, _, now, serial, outcome = event
+            _, _, now, serial, outcome, _ = event
             add({"name": outcome.split(" ", 1)[0], "cat": "task", "ph": "i", "s": "t",
                  "pid": pid, "tid": task_lane(pid, serial), "ts": _us(now, origin),
                  "args": {"outcome": outcome}})

@@ -1,0 +1,248 @@
+"""The tracer on real programs: the Chrome trace JSON is well formed and its lanes and
+events match what the program did; the HTML page is self-contained; memory is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import time
+
+import pytest
+
+import conveyor
+from conveyor.observe.trace import LOOP_TID, POLL_TID, TASK_TID_BASE, Tracer
+
+PHASES = {"X", "i", "M"}
+
+
+def _fds():
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+def validate(data):
+    """The Trace Event Format's required fields, per event phase."""
+    assert isinstance(data, dict) and isinstance(data["traceEvents"], list)
+    for event in data["traceEvents"]:
+        assert event["ph"] in PHASES, event
+        assert isinstance(event["name"], str) and event["name"], event
+        assert isinstance(event["pid"], int) and isinstance(event["tid"], int), event
+        if event["ph"] == "M":
+            assert isinstance(event["args"], dict)
+            continue
+        assert isinstance(event["ts"], (int, float)) and event["ts"] >= 0, event
+        if event["ph"] == "X":
+            assert isinstance(event["dur"], (int, float)) and event["dur"] >= 0, event
+        if event["ph"] == "i":
+            assert event["s"] in ("t", "p", "g"), event
+
+
+def lanes(data):
+    return {(e["pid"], e["tid"]): e["args"]["name"] for e in data["traceEvents"]
+            if e["ph"] == "M" and e["name"] == "thread_name"}
+
+
+def events_on(data, tid, ph=None):
+    return [e for e in data["traceEvents"] if e["ph"] != "M" and e["tid"] == tid
+            and (ph is None or e["ph"] == ph)]
+
+
+BLOCK_LINE = None
+
+
+def blocking_callback():
+    time.sleep(0.05)
+
+
+async def sleeper(delay):
+    await asyncio.sleep(delay)
+    return delay
+
+
+async def scripted():
+    """Two tasks sleeping, and a blocking timer callback in between."""
+    loop = asyncio.get_running_loop()
+    a = asyncio.create_task(sleeper(0.02), name="a")
+    b = asyncio.create_task(sleeper(0.04), name="b")
+    loop.call_later(0.005, blocking_callback)
+    assert await asyncio.gather(a, b) == [0.02, 0.04]
+
+
+def test_json_matches_scripted_program(tmp_path):
+    out = tmp_path / "trace.json"
+    before = _fds()
+    errors = []
+
+    def handler(loop, context):
+        errors.append(context)
+
+    with conveyor.trace(out, slow=0.02):
+        loop = conveyor.new_event_loop()
+        loop.set_exception_handler(handler)
+        try:
+            loop.run_until_complete(asyncio.wait_for(scripted(), 10))
+        finally:
+            loop.close()
+    assert errors == []
+    assert _fds() == before
+    data = json.loads(out.read_text())
+    validate(data)
+    names = lanes(data)
+    assert names[(1, POLL_TID)] == "kernel wait (poll)"
+    assert names[(1, LOOP_TID)] == "loop"
+    task_lanes = {name: tid for (pid, tid), name in names.items() if tid >= TASK_TID_BASE}
+    assert "task a (sleeper)" in task_lanes and "task b (sleeper)" in task_lanes
+
+    # The blocking callback: on the loop lane, marked slow, at least 50 ms, named.
+    slow = [e for e in events_on(data, LOOP_TID, "X") if e["args"].get("slow")]
+    assert [e["name"] for e in slow] == ["blocking_callback"]
+    assert slow[0]["dur"] >= 50_000
+    assert slow[0]["cat"] == "timer"
+    assert slow[0]["args"]["source"] == \
+        f"{__file__}:{blocking_callback.__code__.co_firstlineno}"
+
+    # Each sleeper: created (spawned by the scripted task), 2 steps, returned.
+    for name in ("a", "b"):
+        tid = task_lanes[f"task {name} (sleeper)"]
+        marks = [e["name"] for e in events_on(data, tid, "i")]
+        assert marks == ["created", "returned"]
+        created = events_on(data, tid, "i")[0]
+        assert created["args"]["spawned_by"].endswith("(scripted)")
+        steps = events_on(data, tid, "X")
+        assert len(steps) == 2
+        assert all(s["name"] == "step" for s in steps)
+    # b finished after a, and after the blocking callback.
+    end_a = events_on(data, task_lanes["task a (sleeper)"], "i")[-1]["ts"]
+    end_b = events_on(data, task_lanes["task b (sleeper)"], "i")[-1]["ts"]
+    assert slow[0]["ts"] + slow[0]["dur"] <= end_a < end_b
+
+    # Kernel waits: one poll per iteration, and some real waiting happened.
+    polls = events_on(data, POLL_TID, "X")
+    iterations = [e for e in events_on(data, LOOP_TID, "X") if e["name"] == "iteration"]
+    assert len(polls) == len(iterations) > 3
+    assert max(p["dur"] for p in polls) >= 3_000
+    # Callbacks nest inside their iteration on the loop lane.
+    for callback in slow:
+        assert any(i["ts"] <= callback["ts"] and
+                   callback["ts"] + callback["dur"] <= i["ts"] + i["dur"] + 1
+                   for i in iterations)
+
+
+def test_fd_readiness_is_recorded(tmp_path):
+    out = tmp_path / "io.json"
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    try:
+        async def main():
+            loop = asyncio.get_running_loop()
+            got = loop.create_future()
+
+            def readable():
+                got.set_result(a.recv(100))
+
+            loop.add_reader(a.fileno(), readable)
+            loop.call_later(0.01, b.send, b"x")
+            try:
+                assert await got == b"x"
+            finally:
+                loop.remove_reader(a.fileno())
+
+        loop = conveyor.new_event_loop()
+        try:
+            with conveyor.trace(out):
+                loop.run_until_complete(asyncio.wait_for(main(), 10))
+        finally:
+            loop.close()
+    finally:
+        a.close()
+        b.close()
+    data = json.loads(out.read_text())
+    validate(data)
+    io = [e for e in events_on(data, POLL_TID, "i") if e["args"].get("fd") == fd]
+    assert io and io[0]["name"] == f"fd {fd} readable"
+    assert any(e["name"] == "test_fd_readiness_is_recorded.<locals>.main.<locals>.readable"
+               for e in events_on(data, LOOP_TID, "X"))
+
+
+def test_ring_buffer_bounds_memory():
+    tracer = Tracer(max_events=200)
+    loop = conveyor.new_event_loop()
+    try:
+        tracer.attach(loop)
+        count = 0
+
+        def tick():
+            nonlocal count
+            count += 1
+            if count < 5000:
+                loop.call_soon(tick)
+            else:
+                loop.stop()
+
+        loop.call_soon(tick)
+        loop.run_forever()
+        tracer.detach(loop)
+    finally:
+        loop.close()
+    assert loop._hooks is None
+    assert len(tracer._events) == 200
+    data = tracer.to_chrome()
+    validate(data)
+    assert data["otherData"]["ring_buffer_overflowed"] is True
+
+
+def test_decorators_trace_each_call(tmp_path):
+    out_async = tmp_path / "async.json"
+    out_sync = tmp_path / "sync.json"
+
+    @conveyor.trace(out_async)
+    async def traced():
+        await asyncio.sleep(0)
+        return 7
+
+    @conveyor.trace(out_sync)
+    def traced_sync():
+        return conveyor.run(traced_plain())
+
+    async def traced_plain():
+        await asyncio.sleep(0)
+        return 8
+
+    assert conveyor.run(traced()) == 7
+    assert traced_sync() == 8
+    for out in (out_async, out_sync):
+        data = json.loads(out.read_text())
+        validate(data)
+        assert events_on(data, POLL_TID, "X")
+    # The sync decorator saw the loop from its creation: the main task has a lane.
+    assert any("traced_plain" in name for name in lanes(json.loads(out_sync.read_text()))
+               .values())
+    from conveyor import loop as loop_mod
+    assert not [observer for observer in loop_mod._new_loop_observers
+                if isinstance(getattr(observer, "__self__", None), Tracer)]
+
+
+def test_html_is_self_contained(tmp_path):
+    out = tmp_path / "trace.html"
+    with conveyor.trace(out):
+        conveyor.run(scripted())
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "https://" not in html and "http://" not in html
+    payload = re.search(r'<script type="application/json" id="trace-data">(.*?)</script>',
+                        html, re.S).group(1)
+    data = json.loads(payload)
+    validate(data)
+    assert "</" not in payload
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="slow"):
+        conveyor.trace("x.json", slow=-1)
+    with pytest.raises(ValueError, match="max_events"):
+        conveyor.trace("x.json", max_events=0)
+    with pytest.raises(TypeError, match="loop"):
+        Tracer().attach(object())
