@@ -663,6 +663,17 @@ class TLSTransport(asyncio.Transport):
         return pending
 
 
+def _upgradable(transport: Any) -> bool:
+    """Stream transports over sockets can carry TLS; pipes, datagrams and TLS itself cannot.
+
+    conveyor's socket transport qualifies by type; any other transport (stock asyncio's,
+    uvloop's) by the ``_start_tls_compatible`` flag asyncio uses for the same question.
+    """
+    from .socket import SocketTransport
+    return isinstance(transport, SocketTransport) or bool(
+        getattr(transport, "_start_tls_compatible", False))
+
+
 async def start_tls(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport,
                     protocol: asyncio.BaseProtocol, sslcontext: ssl.SSLContext, *,
                     server_side: bool = False, server_hostname: str | None = None,
@@ -676,7 +687,7 @@ async def start_tls(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTran
     if not isinstance(sslcontext, ssl.SSLContext):
         raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
                         f"got {sslcontext!r}")
-    if not getattr(transport, "_start_tls_compatible", False):
+    if not _upgradable(transport):
         raise TypeError(f"transport {transport!r} is not supported by start_tls()")
     waiter = loop.create_future()
     tls = TLSProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname,

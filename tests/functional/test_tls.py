@@ -135,9 +135,11 @@ def loop(request):
         loop.close()
         pytest.skip("conveyor's TCP transports (conveyor/net.py) are not implemented yet")
     loop.kind = request.param
+    loop.tolerated = set()
     yield loop
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
+    errors = [e for e in errors if e.get("message") not in loop.tolerated]
     assert errors == [], errors
     leaked = set(os.listdir("/proc/self/fd")) - fds_before
     # An fd number may be listed if it was reused, so check what is still open is not ours.
@@ -154,12 +156,18 @@ def _swallow(fut: asyncio.Future) -> None:
         fut.exception()
 
 
-async def tls_server(loop, factory, ctx, *, handshake_waiters=None, **kwargs):
+async def tls_server(loop, factory, ctx, *, handshake_waiters=None, failures_expected=False,
+                     **kwargs):
     """A TLS server on 127.0.0.1, port 0: TLSProtocol over the loop's TCP transports.
 
     On asyncio the TLS layer is installed by hand; on conveyor through ``ssl=``.
     ``handshake_waiters`` (a list) collects each connection's handshake future (asyncio only).
+    ``failures_expected``: the test makes handshakes fail on purpose. conveyor's Server
+    reports each failed incoming handshake to the exception handler (stock asyncio does so
+    only in debug mode), so those reports are not counted as unexpected there.
     """
+    if failures_expected:
+        loop.tolerated.add("Error on transport creation for incoming connection")
     if loop.kind == "conveyor":
         return await loop.create_server(factory, "127.0.0.1", 0, ssl=ctx, **kwargs)
 
@@ -308,7 +316,7 @@ def test_wrong_hostname_rejected(loop, certs):
     async def main():
         waiters = []
         server = await tls_server(loop, Recorder, server_context(certs),
-                                  handshake_waiters=waiters)
+                                  handshake_waiters=waiters, failures_expected=True)
         with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
             await tls_connect(loop, Recorder, port_of(server), client_context(certs),
                               server_hostname="wrong.example")
@@ -322,7 +330,7 @@ def test_wrong_hostname_rejected(loop, certs):
 
 def test_untrusted_certificate_rejected(loop, certs):
     async def main():
-        server = await tls_server(loop, Recorder, server_context(certs))
+        server = await tls_server(loop, Recorder, server_context(certs), failures_expected=True)
         with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
             await tls_connect(loop, Recorder, port_of(server),
                               client_context(certs, trust=False))
@@ -360,7 +368,7 @@ def test_missing_client_certificate_rejected(loop, certs):
     async def main():
         waiters = []
         server = await tls_server(loop, Recorder, server_context(certs, require_client_cert=True),
-                                  handshake_waiters=waiters)
+                                  handshake_waiters=waiters, failures_expected=True)
         try:
             # TLS 1.3 lets the client finish its handshake before the server checks the
             # client certificate; then the server's alert ends the connection.
@@ -388,7 +396,8 @@ def test_server_drops_half_handshake_at_timeout(loop, certs):
     async def main():
         waiters = []
         server = await tls_server(loop, Recorder, server_context(certs),
-                                  handshake_waiters=waiters, ssl_handshake_timeout=0.3)
+                                  handshake_waiters=waiters, failures_expected=True,
+                                  ssl_handshake_timeout=0.3)
         sock = socket.create_connection(("127.0.0.1", port_of(server)))
         sock.setblocking(False)
         try:
@@ -448,7 +457,7 @@ def test_garbage_from_client_is_refused(loop, certs):
     async def main():
         waiters = []
         server = await tls_server(loop, Recorder, server_context(certs),
-                                  handshake_waiters=waiters)
+                                  handshake_waiters=waiters, failures_expected=True)
         sock = socket.create_connection(("127.0.0.1", port_of(server)))
         sock.setblocking(False)
         try:
