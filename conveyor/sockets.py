@@ -3,8 +3,8 @@
 Every coroutine tries the syscall first and waits on readiness only when it would block,
 because on a busy connection the data is usually already there (an echo server's `recv`
 after its own `send`, a `sendall` into an empty socket buffer). When it must wait, it
-registers a reader or writer callback with the loop, and a done-callback on the future
-removes it again, whether the operation finished, failed or was cancelled: so a cancelled
+registers a reader or writer callback with the loop and removes it again when the waiting
+task resumes, whether the operation finished, failed or was cancelled: so a cancelled
 `sock_recv` leaves the socket registered for nothing and usable by the next call.
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
@@ -57,35 +57,42 @@ def _check_socket(loop: Any, sock: Any) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
-def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> asyncio.Future:
-    """A future completed by `callback(fut, *args)` each time `sock` is readable."""
-    fut = loop.create_future()
+def _check_no_transport(loop: Any, fd: int) -> None:
+    transport = loop._transports.get(fd)
+    if transport is not None and not transport.is_closing():
+        raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+
+async def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
+    """Run `callback(fut, *args)` each time `sock` is readable until it completes `fut`.
+
+    The reader is removed when the awaiting task resumes, however `fut` ended; that costs
+    no extra ready-queue entry, unlike a done-callback on the future. A handle found
+    cancelled was replaced by a later waiter on the same fd (or removed by its owner), and
+    then the registration is no longer ours to remove.
+    """
     fd = sock.fileno()
-    loop._ensure_fd_no_transport(fd)
+    _check_no_transport(loop, fd)
+    fut = loop.create_future()
     handle = loop._add_reader(fd, callback, fut, *args)
-    fut.add_done_callback(lambda _fut: _drop_reader(loop, fd, handle))
-    return fut
+    try:
+        return await fut
+    finally:
+        if not handle._cancelled:
+            loop._remove_reader(fd)
 
 
-def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> asyncio.Future:
-    """A future completed by `callback(fut, *args)` each time `sock` is writable."""
-    fut = loop.create_future()
+async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
+    """Run `callback(fut, *args)` each time `sock` is writable until it completes `fut`."""
     fd = sock.fileno()
-    loop._ensure_fd_no_transport(fd)
+    _check_no_transport(loop, fd)
+    fut = loop.create_future()
     handle = loop._add_writer(fd, callback, fut, *args)
-    fut.add_done_callback(lambda _fut: _drop_writer(loop, fd, handle))
-    return fut
-
-
-def _drop_reader(loop: Any, fd: int, handle: Any) -> None:
-    # A cancelled handle was replaced or removed already: the fd now belongs to someone else.
-    if not handle._cancelled:
-        loop._remove_reader(fd)
-
-
-def _drop_writer(loop: Any, fd: int, handle: Any) -> None:
-    if not handle._cancelled:
-        loop._remove_writer(fd)
+    try:
+        return await fut
+    finally:
+        if not handle._cancelled:
+            loop._remove_writer(fd)
 
 
 # ----------------------------------------------------------------------------- receive
