@@ -122,8 +122,13 @@ class ChildWatch:
         os.close(pidfd)
         self._on_exit = None
         _pidfd_watches.get(self._loop, {}).pop(self.pid, None)
-        threading.Thread(target=_reap, args=(self.pid,), daemon=True,
+        threading.Thread(target=self._reap_orphan, daemon=True,
                          name=f"conveyor-reaper-{self.pid}").start()
+
+    def _reap_orphan(self) -> None:
+        returncode = _reap(self.pid, self._popen)
+        if self._popen is not None and self._popen.returncode is None:
+            self._popen.returncode = returncode  # Popen would warn that it "is still running"
 
     # -- thread strategy
 
@@ -141,7 +146,10 @@ class ChildWatch:
         try:
             self._loop.call_soon_threadsafe(self._exited, returncode)
         except RuntimeError:
-            pass  # the loop closed first: nobody is left to tell, and the child is reaped
+            # The loop closed first: nobody is left to tell; the child is reaped, and Popen
+            # is told so it does not warn that the process "is still running".
+            if self._popen is not None and self._popen.returncode is None:
+                self._popen.returncode = returncode
 
     # -- both
 

@@ -226,9 +226,17 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         return None if proto is None else proto.pipe
 
     def send_signal(self, signal: int) -> None:
-        if self._returncode is not None:
+        """Signal the child. Once the transport has finished: ProcessLookupError.
+
+        Between the exit and connection_lost the call does nothing, as asyncio's does.
+        """
+        if self._protocol is None:
             raise ProcessLookupError()
-        self._watch.send_signal(signal)
+        if self._returncode is None:
+            try:
+                self._watch.send_signal(signal)
+            except ProcessLookupError:
+                pass  # exited, and the exit is on its way to us
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
