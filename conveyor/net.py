@@ -95,19 +95,6 @@ def _set_done(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-async def _connect(loop: Any, sock: socket.socket, address: Any) -> None:
-    """Connect a non-blocking socket, waiting for writability if the kernel needs time."""
-    try:
-        sock.connect(address)
-        return
-    except (BlockingIOError, InterruptedError):
-        pass
-    await _wait_writable(loop, sock.fileno())
-    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if err:
-        raise OSError(err, f"Connect call failed {address}")
-
-
 async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
                        errors: list) -> socket.socket:
     """One attempt of create_connection; failures are appended to `errors` and re-raised."""
@@ -133,7 +120,7 @@ async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
                     errors.extend(bind_errors[:-1])
                     raise bind_errors[-1]
                 raise OSError(f"no matching local address with family={family!r} found")
-        await _connect(loop, sock, address)
+        await loop.sock_connect(sock, address)
         return sock
     except OSError as exc:
         errors.append(exc)
@@ -432,7 +419,7 @@ async def create_unix_connection(
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
         try:
             sock.setblocking(False)
-            await _connect(loop, sock, path)
+            await loop.sock_connect(sock, path)
         except BaseException:
             sock.close()
             raise
@@ -523,12 +510,27 @@ def _check_sendfile_args(file: Any, offset: Any, count: Any) -> None:
         raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
 
 
+def _is_stream_transport(transport: Any) -> bool:
+    """Whether the read-and-write fallback applies: a byte stream (TLS), not datagrams/pipes.
+
+    asyncio answers this with a private per-class flag; a transport may declare
+    `_sendfile_compatible` itself, and conveyor's TLS transport qualifies by its type.
+    """
+    if getattr(transport, "_sendfile_compatible", None):
+        return True
+    from .transports import tls
+    tls_transport = getattr(tls, "TLSTransport", None)
+    return tls_transport is not None and isinstance(transport, tls_transport)
+
+
 async def sendfile(loop: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
                    count: int | None = None, *, fallback: bool = True) -> int:
     """Send a file over a transport: os.sendfile for plain sockets, else read-and-write."""
     if transport.is_closing():
         raise RuntimeError("Transport is closing")
     native = isinstance(transport, SocketTransport)
+    if not native and not _is_stream_transport(transport):
+        raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
     if not native and not fallback:
         raise RuntimeError(f"fallback is disabled and native sendfile is not supported "
                            f"for transport {transport!r}")

@@ -1,0 +1,42 @@
+"""CPython's test_events on conveyor: the TCP and Unix stream connection and server tests.
+
+`EventLoopTestsMixin` (with the Unix additions of `UnixEventLoopTestsMixin`) runs against a
+conveyor loop; ONLY keeps the tests of this area (datagram, pipe, subprocess and core tests
+belong to the other test_cpython_events_* files).
+"""
+
+from test.test_asyncio import utils as test_utils
+from test.test_asyncio.test_events import UnixEventLoopTestsMixin
+
+import conveyor
+
+
+class ConveyorNetEventLoopTests(UnixEventLoopTestsMixin, test_utils.TestCase):
+
+    def create_event_loop(self):
+        return conveyor.new_event_loop()
+
+
+def _net_tests() -> set[str]:
+    return {name for name in dir(UnixEventLoopTestsMixin) if name.startswith("test_")
+            and "datagram" not in name
+            and any(word in name for word in ("connection", "server", "accepted_socket"))}
+
+
+ONLY = {"ConveyorNetEventLoopTests": _net_tests()}
+
+_PATCHES_BASE_EVENTS_SOCKET = (
+    "patches asyncio.base_events.socket and the standard loop's private _start_serving/"
+    "_stop_serving, so it tests the standard loop's module, not conveyor")
+_SSL_IN_CLASS_NAME = (
+    "asserts 'ssl' in the app transport's class name; conveyor's TLS transport is "
+    "transports.tls.TLSTransport (owned by the TLS work), the rest of the test's checks pass")
+
+EXCLUDED: dict[str, str] = {
+    "ConveyorNetEventLoopTests.test_create_server_multiple_hosts_ipv4":
+        _PATCHES_BASE_EVENTS_SOCKET,
+    "ConveyorNetEventLoopTests.test_create_server_multiple_hosts_ipv6":
+        _PATCHES_BASE_EVENTS_SOCKET,
+    "ConveyorNetEventLoopTests.test_create_ssl_connection": _SSL_IN_CLASS_NAME,
+    "ConveyorNetEventLoopTests.test_create_ssl_unix_connection": _SSL_IN_CLASS_NAME,
+}
