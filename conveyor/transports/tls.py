@@ -34,6 +34,7 @@ import asyncio
 import enum
 import logging
 import ssl
+import threading
 import warnings
 from typing import Any
 
@@ -55,6 +56,23 @@ _PLAIN_BUFFER_SIZE = 256 * 1024
 _LOG_CLOSED_WRITES_AFTER = 5
 
 _WANT = (ssl.SSLWantReadError, ssl.SSLSyscallError)
+
+
+_local = threading.local()
+
+
+def _shared_buffers() -> tuple[memoryview, memoryview]:
+    """This thread's (raw, plaintext) buffers, shared by all its TLS connections.
+
+    Both are only used between a read and the copy that follows it, with no other
+    connection's code in between, so one pair per thread serves any number of connections;
+    a buffer per connection would cost half a megabyte each.
+    """
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = (memoryview(bytearray(_RAW_BUFFER_SIZE)),
+                                    memoryview(bytearray(_PLAIN_BUFFER_SIZE)))
+    return buffers
 
 
 class _State(enum.Enum):
@@ -114,9 +132,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._state = _State.HANDSHAKE
         self._transport: asyncio.Transport | None = None
         self._extra: dict[str, Any] = {"sslcontext": sslcontext}
-        self._raw_buffer = bytearray(_RAW_BUFFER_SIZE)
-        self._raw_view = memoryview(self._raw_buffer)
-        self._plain_view: memoryview | None = None
+        self._raw_view, self._plain_view = _shared_buffers()
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._shutdown_timer: asyncio.TimerHandle | None = None
         self._pending_writes: list[bytes] = []   # application writes before the handshake
@@ -338,9 +354,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
     def _read_copied(self) -> bool:
         """Plain protocols: one data_received per batch of records. Returns True on EOF."""
         view = self._plain_view
-        if view is None:
-            view = self._plain_view = memoryview(bytearray(_PLAIN_BUFFER_SIZE))
-        read = self._sslobj.read
+        sslobj = self._sslobj
+        read = sslobj.read
+        incoming = self._incoming
         size = _PLAIN_BUFFER_SIZE
         filled = 0
         eof = False
@@ -356,6 +372,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
                 eof = True
                 break
             filled += count
+            if not incoming.pending and not sslobj.pending():
+                # Every record is consumed: skip the read that would only raise WantRead.
+                break
             if filled == size:
                 self._app_protocol.data_received(view.tobytes())
                 filled = 0

@@ -910,3 +910,26 @@ def test_start_tls_handshake_failure_closes_transport(loop, certs):
         await close_server(server)
 
     run(loop, main())
+
+
+def test_many_connections_interleaved(loop, certs):
+    """Connections share the per-thread buffers; none may see another's bytes."""
+    async def main():
+        server = await tls_server(loop, lambda: Recorder(echo=True), server_context(certs))
+        ctx = client_context(certs)
+        pairs = [await tls_connect(loop, Recorder, port_of(server), ctx) for _ in range(20)]
+        payloads = [bytes([i]) * (5000 + 997 * i) for i in range(len(pairs))]
+        for _round in range(3):
+            for (transport, _client), payload in zip(pairs, payloads):
+                transport.write(payload)
+        for (_transport, client), payload in zip(pairs, payloads):
+            while len(client.data) < 3 * len(payload):
+                await asyncio.sleep(0.01)
+            assert client.data == payload * 3
+        for transport, _client in pairs:
+            transport.close()
+        for _transport, client in pairs:
+            await client.lost
+        await close_server(server)
+
+    run(loop, main())
