@@ -40,6 +40,7 @@ HOOK_NAMES = ("before_iteration", "before_poll", "after_poll", "before_callback"
 #: TaskStepMethWrapper (no ``__name__``) and ``task_wakeup`` (3.11-3.13), and the pure-Python
 #: Task's ``__step`` / ``__wakeup``.
 _STEP_NAMES = frozenset({None, "task_wakeup", "__step", "__wakeup"})
+_Task = asyncio.Task
 
 
 class Instrument:
@@ -154,32 +155,65 @@ class Hooks:
 
     # -------------------------------------------------------- called by the loop
 
+    # Per-iteration hooks: the single-instrument case is called directly (no loop, no extra
+    # call through _call_all), since one tracer or one watchdog is the usual setup.
+
     def before_poll(self, timeout: float | None) -> None:
         if self._before_iteration:
             self._call_all(self._before_iteration)
-        if self._before_poll:
-            self._call_all(self._before_poll, timeout)
+        methods = self._before_poll
+        if len(methods) == 1:
+            try:
+                methods[0](timeout)
+            except Exception:
+                self._failed(methods[0])
+        elif methods:
+            self._call_all(methods, timeout)
 
     def after_poll(self, timeout: float | None, events: list) -> None:
-        if self._after_poll:
-            self._call_all(self._after_poll, timeout, events)
+        methods = self._after_poll
+        if len(methods) == 1:
+            try:
+                methods[0](timeout, events)
+            except Exception:
+                self._failed(methods[0])
+        elif methods:
+            self._call_all(methods, timeout, events)
 
     def before_callback(self, handle: Any) -> None:
         if self._before_callback:
             self._call_all(self._before_callback, handle, task_of(handle))
 
     def after_callback(self, handle: Any, took: float) -> None:
+        # The hottest hook: task_of inlined, and the common single-instrument case called
+        # directly rather than through _call_all.
         if not self._wants_task:
             return
-        task = task_of(handle)
-        if self._after_callback:
-            self._call_all(self._after_callback, handle, task, took)
+        callback = handle._callback
+        task = getattr(callback, "__self__", None)
+        if task is not None and not (isinstance(task, _Task) and
+                                     getattr(callback, "__name__", None) in _STEP_NAMES):
+            task = None
+        methods = self._after_callback
+        if len(methods) == 1:
+            try:
+                methods[0](handle, task, took)
+            except Exception:
+                self._failed(methods[0])
+        elif methods:
+            self._call_all(methods, handle, task, took)
         if task is not None and self._task_done and task.done():
             self._call_all(self._task_done, task)
 
     def after_iteration(self) -> None:
-        if self._after_iteration:
-            self._call_all(self._after_iteration)
+        methods = self._after_iteration
+        if len(methods) == 1:
+            try:
+                methods[0]()
+            except Exception:
+                self._failed(methods[0])
+        elif methods:
+            self._call_all(methods)
 
     def task_created(self, task: asyncio.Task) -> None:
         if self._task_created:

@@ -53,6 +53,7 @@ DEFAULT_MAX_EVENTS = 1_000_000
 _TEMPLATE = Path(__file__).with_name("timeline.html")
 _DATA_MARK = "/*__CONVEYOR_TRACE_DATA__*/null"
 _clock = time.monotonic
+_TimerHandle = asyncio.TimerHandle
 
 
 def _site_key(callback: Any) -> Any:
@@ -102,11 +103,10 @@ class _Recorder(Instrument):
         self._tracer = tracer
         self._pid = pid
         self._append = tracer._events.append
+        self._slow = tracer.slow
         self._serials: dict[int, int] = {}
-        self._iter_start = 0.0
         self._poll_start = 0.0
         self._poll_end = 0.0
-        self._timeout: float | None = None
         self._nevents = 0
 
     def _serial(self, task: asyncio.Task, now: float) -> int:
@@ -130,11 +130,9 @@ class _Recorder(Instrument):
                 self._append(("tn", self._pid, now, serial, task.get_name()))
         self._serials.clear()
 
-    def before_iteration(self) -> None:
-        self._iter_start = _clock()
-
     def before_poll(self, timeout: float | None) -> None:
-        self._timeout = timeout
+        # An iteration's phase 1 (computing the timeout) takes well under a microsecond, so
+        # the poll's start stands for the iteration's start: one hook call fewer.
         self._poll_start = _clock()
 
     def after_poll(self, timeout: float | None, events: list) -> None:
@@ -147,18 +145,23 @@ class _Recorder(Instrument):
     def after_callback(self, handle: Any, task: asyncio.Task | None, took: float) -> None:
         end = _clock()
         if task is not None:
-            self._append(("step", self._pid, end - took, took, self._serial(task, end),
-                          _coro_where(task) if took >= self._tracer.slow else None))
-        elif isinstance(handle, asyncio.TimerHandle):
+            found = self._serials.get(id(task))
+            serial = found[0] if found is not None else self._serial(task, end)
+            self._append(("step", self._pid, end - took, took, serial,
+                          _coro_where(task) if took >= self._slow else None))
+            return
+        callback = handle._callback
+        code = getattr(getattr(callback, "__func__", callback), "__code__", None)
+        key = code if code is not None else _site_key(callback)
+        if isinstance(handle, _TimerHandle):
             start = end - took
-            self._append(("timer", self._pid, start, took, _site_key(handle._callback),
-                          start - handle._when))
+            self._append(("timer", self._pid, start, took, key, start - handle._when))
         else:
-            self._append(("cb", self._pid, end - took, took, _site_key(handle._callback)))
+            self._append(("cb", self._pid, end - took, took, key))
 
     def after_iteration(self) -> None:
-        if self._iter_start:
-                self._append(("it", self._pid, self._iter_start, _clock(), self._nevents))
+        if self._poll_start:
+            self._append(("it", self._pid, self._poll_start, _clock(), self._nevents))
 
     def task_created(self, task: asyncio.Task) -> None:
         now = _clock()

@@ -1,0 +1,141 @@
+"""What observing the loop costs: ``python -m conveyor.bench.observe``.
+
+Runs a few workloads on conveyor's loop in several modes, alternating the modes within each
+repetition so drift on a shared machine hits them all alike, and prints the median rate of
+each mode and its ratio to the plain loop:
+
+- ``bare``: the loop with its instrument checks cut out of ``_run_once`` (the source is
+  rewritten at start-up, so it always matches the current loop): the loop as if
+  conveyor.observe did not exist;
+- ``plain``: the loop as shipped, no instrument installed (the figure users get);
+- ``stats``: `collect_stats` counting; ``watchdog``: a 0.1 s watchdog watching;
+- ``trace``: the tracer recording into its ring buffer (writing the file afterwards is not
+  timed).
+
+The workloads are the bench suites' own: ``core.callbacks`` (call_soon chains), and
+``net.proto_echo`` / ``net.streams_echo`` (1 KiB echo, 50 connections, the load from a
+separate client process).
+
+    python -m conveyor.bench.observe [--reps 5] [--duration 1.5] [--only callbacks,proto_echo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import statistics
+import sys
+import textwrap
+import time
+from typing import Any, Callable
+
+from .. import loop as loop_mod
+from ..observe.stats import collect_stats
+from ..observe.trace import Tracer
+from ..observe.watchdog import Watchdog
+from . import core, net
+
+
+def bare_loop_class() -> type:
+    """EventLoop with every line about instruments removed from ``_run_once``."""
+    source = textwrap.dedent(inspect.getsource(loop_mod.EventLoop._run_once))
+    lines = source.splitlines()
+    out: list[str] = []
+    skip_next = False
+    for line in lines:
+        stripped = line.strip()
+        if skip_next:
+            skip_next = False
+            continue
+        if stripped == "hooks = self._hooks":
+            continue
+        if stripped == "if hooks is not None:":
+            skip_next = True  # the single hook call under it
+            continue
+        out.append(line.replace("if hooks is not None or self._debug:", "if self._debug:"))
+    text = "\n".join(out)
+    if "hooks" in text:
+        raise RuntimeError("could not strip the instrument checks from _run_once")
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "<bare _run_once>", "exec"), vars(loop_mod), namespace)
+    return type("BareEventLoop", (loop_mod.EventLoop,), {"_run_once": namespace["_run_once"]})
+
+
+def _mode_setup(mode: str, loop: Any) -> Callable[[], None]:
+    """Switch ``mode`` on for ``loop``; returns the function that switches it off."""
+    if mode == "stats":
+        stats = collect_stats(loop)
+        return stats.close
+    if mode == "watchdog":
+        dog = Watchdog(0.1)
+        dog.attach(loop)
+        dog.start()
+        return dog.stop
+    if mode == "trace":
+        tracer = Tracer()
+        tracer.attach(loop)
+        return lambda: tracer.detach(loop)
+    return lambda: None
+
+
+WORKLOADS: dict[str, Callable[[float], Any]] = {
+    "callbacks": lambda duration: core.callbacks(total=300_000),
+    "proto_echo": lambda duration: net.proto_echo(duration=duration, warmup=0.3),
+    "streams_echo": lambda duration: net.streams_echo(duration=duration, warmup=0.3),
+}
+MODES = ("bare", "plain", "stats", "watchdog", "trace")
+
+
+def measure(workload: str, mode: str, duration: float) -> float:
+    """Operations per second of one run."""
+    cls = bare_loop_class() if mode == "bare" else loop_mod.EventLoop
+    loop = cls()
+    try:
+        stop = _mode_setup(mode, loop)
+        try:
+            started = time.perf_counter()
+            result = loop.run_until_complete(WORKLOADS[workload](duration))
+            elapsed = time.perf_counter() - started
+        finally:
+            stop()
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+    if isinstance(result, tuple):
+        ops, elapsed = result
+    else:
+        ops = result
+    return ops / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conveyor.bench.observe",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=1.5,
+                        help="seconds per echo run (default 1.5)")
+    parser.add_argument("--only", default=",".join(WORKLOADS),
+                        help="comma-separated workloads: " + ", ".join(WORKLOADS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    ns = parser.parse_args(argv)
+    modes = [m for m in ns.modes.split(",") if m]
+    for workload in [w for w in ns.only.split(",") if w]:
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
+        for rep in range(ns.reps):
+            order = modes[rep % len(modes):] + modes[:rep % len(modes)]
+            for mode in order:
+                rates[mode].append(measure(workload, mode, ns.duration))
+        base = statistics.median(rates["plain"]) if "plain" in rates else None
+        print(f"{workload} (median of {ns.reps}, ops/s)")
+        for mode in modes:
+            median = statistics.median(rates[mode])
+            spread = f"{min(rates[mode]):,.0f}..{max(rates[mode]):,.0f}"
+            ratio = f"{median / base:6.3f}x plain" if base else ""
+            print(f"  {mode:9s} {median:12,.0f}  [{spread}]  {ratio}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
