@@ -1,0 +1,87 @@
+"""``python -m conveyor trace`` and ``run``: the program runs as ``python app.py`` would, on
+conveyor's loop, and the trace file is written even when the program fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+APP = textwrap.dedent("""\
+    import asyncio, sys
+
+    async def worker(n):
+        await asyncio.sleep(0.01 * n)
+        return n
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        print("loop", type(loop).__module__, "debug", loop.get_debug())
+        print("name", __name__, "argv", sys.argv[1:], "path0", sys.path[0])
+        results = await asyncio.gather(asyncio.create_task(worker(1), name="w1"),
+                                       asyncio.create_task(worker(2), name="w2"))
+        if "--fail" in sys.argv:
+            raise RuntimeError("planned failure")
+        return sum(results)
+
+    if __name__ == "__main__":
+        sys.exit(asyncio.run(main()))
+    """)
+
+
+def conveyor_cli(*args, cwd=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "conveyor", *args], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def test_trace_json_of_a_script(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    out = tmp_path / "out.json"
+    proc = conveyor_cli("trace", "-o", str(out), str(app), "x", "--y")
+    assert proc.returncode == 3, proc.stderr
+    assert "loop conveyor.loop debug False" in proc.stdout
+    assert f"name __main__ argv ['x', '--y'] path0 {tmp_path}" in proc.stdout
+    data = json.loads(out.read_text())
+    names = {e["args"]["name"] for e in data["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {"kernel wait (poll)", "loop", "task w1 (worker)", "task w2 (worker)"} <= names
+    assert f"trace written to {out}" in proc.stderr
+
+
+def test_trace_is_written_when_the_program_fails(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    out = tmp_path / "out.html"
+    proc = conveyor_cli("run", "--trace", str(out), "--debug", str(app), "--fail")
+    assert proc.returncode == 1
+    assert "RuntimeError: planned failure" in proc.stderr
+    assert "debug True" in proc.stdout
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "task w1 (worker)" in html
+
+
+def test_run_a_module(tmp_path):
+    (tmp_path / "appmod.py").write_text(APP)
+    env_root = tmp_path
+    proc = conveyor_cli("run", "-m", "appmod", "a", cwd=env_root)
+    assert proc.returncode == 3, proc.stderr
+    assert "name __main__ argv ['a']" in proc.stdout
+
+
+def test_usage_errors(tmp_path):
+    proc = conveyor_cli("run")
+    assert proc.returncode == 2
+    assert "no script given" in proc.stderr
+    proc = conveyor_cli("run", "--watchdog", "-1", "app.py")
+    assert proc.returncode == 2
+    assert "must be positive" in proc.stderr
+    proc = conveyor_cli("trace", "--help")
+    assert proc.returncode == 0 and "-o" in proc.stdout
