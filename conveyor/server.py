@@ -6,8 +6,8 @@ drained of up to `backlog` connections per wake-up, and every accepted connectio
 
 When accept fails for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM),
 the listening socket stops being polled for `ACCEPT_RETRY_DELAY` seconds and the failure is
-reported once per episode: polling it at once again would spin the CPU on a connection that
-cannot be taken until something else closes.
+reported once per episode (until the backlog is drained again): polling it at once again
+would spin the CPU on a connection that cannot be taken until something else closes.
 
 `wait_closed()` follows the running Python's asyncio: on 3.12 and later it waits until the
 server is closed and every connection it accepted is gone; on 3.11 it returns at once if
@@ -187,14 +187,17 @@ class Server(asyncio.AbstractServer):
         for _ in range(self._backlog):
             try:
                 conn, addr = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            except (BlockingIOError, InterruptedError):
+                # Drained: whatever exhaustion came before is over, so the next one is news.
+                self._exhausted_logged = False
                 return
+            except ConnectionAbortedError:
+                continue
             except OSError as exc:
                 if exc.errno in _EXHAUSTED:
                     self._back_off(sock, exc)
                     return
                 raise
-            self._exhausted_logged = False
             conn.setblocking(False)
             self._connection_accepted(conn, addr)
 
