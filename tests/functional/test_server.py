@@ -314,11 +314,15 @@ _EMFILE_CHILD = textwrap.dedent("""
                 if len(accepted) == CLIENTS:
                     all_in.set_result(None)
 
-        server = await loop.create_server(Closer, "127.0.0.1", 0, backlog=CLIENTS)
-        # Room for exactly two more descriptors: the third accept fails with EMFILE.
+        server = await loop.create_server(Closer, "127.0.0.1", 0, backlog=CLIENTS,
+                                          start_serving=False)
+        server.sockets[0].listen(CLIENTS)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        sys.stdin.readline()  # every client is in the backlog now (blocking here is fine)
+        # Room for about two more descriptors: a later accept fails with EMFILE.
         resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 1,
                                                     resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.start_serving()
         await asyncio.wait_for(all_in, 30)
         end = (time.monotonic(), time.process_time())
         server.close()
@@ -333,14 +337,14 @@ def test_accept_backs_off_on_emfile_and_logs_once():
     """Out of fds: accept rests instead of spinning, reports once, and serves everyone later."""
     clients = 6
     child = subprocess.Popen([sys.executable, "-c", _EMFILE_CHILD, str(clients)],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     socks = []
     try:
         port = int(child.stdout.readline())
         for _ in range(clients):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
-        out, _ = child.communicate(timeout=60)
+        out, _ = child.communicate("go\n", timeout=60)
     finally:
         for sock in socks:
             sock.close()
