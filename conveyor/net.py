@@ -510,6 +510,9 @@ def _check_sendfile_args(file: Any, offset: Any, count: Any) -> None:
         raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
 
 
+_TLS_MODULE = __name__.rpartition(".")[0] + ".transports.tls"
+
+
 def _is_stream_transport(transport: Any) -> bool:
     """Whether the read-and-write fallback applies: a byte stream (TLS), not datagrams/pipes.
 
@@ -518,9 +521,7 @@ def _is_stream_transport(transport: Any) -> bool:
     """
     if getattr(transport, "_sendfile_compatible", None):
         return True
-    from .transports import tls
-    tls_transport = getattr(tls, "TLSTransport", None)
-    return tls_transport is not None and isinstance(transport, tls_transport)
+    return type(transport).__module__ == _TLS_MODULE
 
 
 async def sendfile(loop: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
