@@ -28,13 +28,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import json
 import os
 import time
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TextIO
 
 from .. import loop as loop_mod
 from .hooks import Instrument, add_instrument, open_loops, remove_instrument
@@ -48,7 +49,8 @@ LOOP_TID = 2
 TASK_TID_BASE = 1000
 #: Callbacks at least this long are marked slow unless told otherwise (seconds).
 DEFAULT_SLOW = 0.01
-DEFAULT_MAX_EVENTS = 1_000_000
+#: About 140 bytes per recorded event: the default ring holds ~70 MB at most.
+DEFAULT_MAX_EVENTS = 500_000
 
 _TEMPLATE = Path(__file__).with_name("timeline.html")
 _DATA_MARK = "/*__CONVEYOR_TRACE_DATA__*/null"
@@ -290,13 +292,23 @@ class Tracer:
                          dropped=self.dropped, loops=len(self._loops))
 
     def write(self, path: str | os.PathLike) -> None:
-        """Write ``.html`` as the offline timeline page, anything else as trace JSON."""
-        data = self.to_chrome()
+        """Write ``.html`` as the offline timeline page, anything else as trace JSON.
+
+        The file is streamed event by event, so writing needs little memory beyond the
+        ring buffer itself.
+        """
         path = os.fspath(path)
-        text = render_html(data) if path.lower().endswith((".html", ".htm")) \
-            else json.dumps(data, separators=(",", ":"))
+        events = list(self._events)
+        meta, body = _chrome_parts(events, origin=self._origin, slow=self.slow)
+        other = _other_data(self.slow, self.dropped, len(self._loops))
         with open(path, "w", encoding="utf-8") as file:
-            file.write(text)
+            if path.lower().endswith((".html", ".htm")):
+                head, tail = _TEMPLATE.read_text(encoding="utf-8").split(_DATA_MARK, 1)
+                file.write(head)
+                _write_json(file, meta, body, other, escape=True)
+                file.write(tail)
+            else:
+                _write_json(file, meta, body, other, escape=False)
 
 
 def trace(path: str | os.PathLike | None = None, *, slow: float = DEFAULT_SLOW,
@@ -322,101 +334,35 @@ def _fd_mask(mask: int) -> str:
     return "+".join(parts) or hex(mask)
 
 
-def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
-              dropped: bool = False, loops: int = 1) -> dict:
-    """Turn recorded tuples into a Trace Event Format object (``{"traceEvents": [...]}``)."""
-    out: list[dict] = []
-    add = out.append
-    labels: dict[Any, tuple[str, str]] = {}
+def _chrome_parts(events: list[tuple], *, origin: float,
+                  slow: float) -> tuple[list[dict], Iterator[dict]]:
+    """(the metadata events, an iterator making the other events one dict at a time).
+
+    Two passes over the recorded tuples: the first learns every task's final name (asyncio
+    names a task after the loop created it, and set_name may rename it later) and which
+    lanes exist, so the metadata can come first; the second turns each tuple into its
+    trace events lazily, so writing a full ring buffer never holds all the dicts at once.
+    """
     tasks: dict[tuple[int, int], str] = {}
-    pids: set[int] = set()
-
-    def label(key: Any) -> tuple[str, str]:
-        found = labels.get(key)
-        if found is None:
-            found = labels[key] = _site_label(key)
-        return found
-
     coros: dict[tuple[int, int], str] = {}
+    pids: set[int] = set()
 
     def renamed(pid: int, serial: int, name: str) -> None:
         coro = coros.get((pid, serial))
         tasks[(pid, serial)] = f"{name} ({coro})" if coro else name
 
-    def task_lane(pid: int, serial: int) -> int:
-        if (pid, serial) not in tasks:
-            tasks[(pid, serial)] = f"task #{serial}"
-        return TASK_TID_BASE + serial
-
-    # First pass: each task's final name (asyncio.create_task names a task only after the
-    # loop created it, and set_name may rename it later), so every event uses the same one.
-    for event in events:
-        kind = event[0]
-        if kind == "tc":
-            coros[(event[1], event[3])] = event[5]
-            renamed(event[1], event[3], event[4])
-        elif kind == "td":
-            renamed(event[1], event[3], event[5])
-        elif kind == "tn":
-            renamed(event[1], event[3], event[4])
-
     for event in events:
         kind, pid = event[0], event[1]
         pids.add(pid)
-        if kind == "it":
-            _, _, start, end, nevents = event
-            add({"name": "iteration", "cat": "loop", "ph": "X", "pid": pid, "tid": LOOP_TID,
-                 "ts": _us(start, origin), "dur": _us(end, start),
-                 "args": {"ready_fds": nevents}})
-        elif kind == "poll":
-            _, _, poll_start, poll_end, timeout, ready = event
-            add({"name": "poll", "cat": "poll", "ph": "X", "pid": pid, "tid": POLL_TID,
-                 "ts": _us(poll_start, origin), "dur": _us(poll_end, poll_start),
-                 "args": {"timeout": timeout, "ready_fds": len(ready) if ready else 0}})
-            for fd, mask in ready or ():
-                add({"name": f"fd {fd} {_fd_mask(mask)}", "cat": "io", "ph": "i", "s": "t",
-                     "pid": pid, "tid": POLL_TID, "ts": _us(poll_end, origin),
-                     "args": {"fd": fd, "mask": mask}})
-        elif kind == "cb" or kind == "timer":
-            start, took, key = event[2], event[3], event[4]
-            name, source = label(key)
-            is_slow = took >= slow
-            args: dict[str, Any] = {"source": source}
-            if kind == "timer":
-                args["late_ms"] = round(event[5] * 1e3, 3)
-            if is_slow:
-                args["slow"] = True
-            add({"name": name, "cat": "timer" if kind == "timer" else "callback",
-                 "ph": "X", "pid": pid, "tid": LOOP_TID, "ts": _us(start, origin),
-                 "dur": _us(start + took, start), "args": args})
-        elif kind == "step":
-            _, _, start, took, serial, where = event
-            tid = task_lane(pid, serial)
-            is_slow = took >= slow
-            args = {"task": tasks[(pid, serial)], "task_id": serial}
-            if where:
-                args["suspended_at"] = where
-            if is_slow:
-                args["slow"] = True
-            common = {"ph": "X", "pid": pid, "ts": _us(start, origin),
-                      "dur": _us(start + took, start)}
-            add({"name": f"step {tasks[(pid, serial)]}", "cat": "task_step",
-                 "tid": LOOP_TID, "args": args, **common})
-            add({"name": "step", "cat": "task_step", "tid": tid, "args": args, **common})
-        elif kind == "tc":
-            _, _, now, serial, name, coro, parent, existing = event
-            args = {"task": tasks[(pid, serial)], "coro": coro}
-            if parent is not None:
-                args["spawned_by"] = tasks.get((pid, parent), f"task #{parent}")
-                args["parent_id"] = parent
-            add({"name": "already running" if existing else "created", "cat": "task",
-                 "ph": "i", "s": "t", "pid": pid, "tid": task_lane(pid, serial),
-                 "ts": _us(now, origin), "args": args})
+        if kind == "tc":
+            coros[(pid, event[3])] = event[5]
+            renamed(pid, event[3], event[4])
         elif kind == "td":
-            _, _, now, serial, outcome, _ = event
-            add({"name": outcome.split(" ", 1)[0], "cat": "task", "ph": "i", "s": "t",
-                 "pid": pid, "tid": task_lane(pid, serial), "ts": _us(now, origin),
-                 "args": {"outcome": outcome}})
+            renamed(pid, event[3], event[5])
+        elif kind == "tn":
+            renamed(pid, event[3], event[4])
+        elif kind == "step" and (pid, event[4]) not in tasks:
+            tasks[(pid, event[4])] = f"task #{event[4]}"  # its creation fell off the ring
 
     meta: list[dict] = []
     for pid in sorted(pids):
@@ -433,16 +379,106 @@ def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
                      "args": {"name": f"task {name}"}})
         meta.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
                      "args": {"sort_index": tid}})
-    return {"traceEvents": meta + out, "displayTimeUnit": "ms",
-            "otherData": {"producer": "conveyor", "slow_threshold_ms": slow * 1e3,
-                          "ring_buffer_overflowed": dropped, "loops": loops}}
+    return meta, _chrome_events(events, tasks, origin, slow)
+
+
+def _chrome_events(events: list[tuple], tasks: dict[tuple[int, int], str], origin: float,
+                   slow: float) -> Iterator[dict]:
+    labels: dict[Any, tuple[str, str]] = {}
+    for event in events:
+        kind, pid = event[0], event[1]
+        if kind == "it":
+            _, _, start, end, nevents = event
+            yield {"name": "iteration", "cat": "loop", "ph": "X", "pid": pid, "tid": LOOP_TID,
+                   "ts": _us(start, origin), "dur": _us(end, start),
+                   "args": {"ready_fds": nevents}}
+        elif kind == "poll":
+            _, _, poll_start, poll_end, timeout, ready = event
+            yield {"name": "poll", "cat": "poll", "ph": "X", "pid": pid, "tid": POLL_TID,
+                   "ts": _us(poll_start, origin), "dur": _us(poll_end, poll_start),
+                   "args": {"timeout": timeout, "ready_fds": len(ready) if ready else 0}}
+            for fd, mask in ready or ():
+                yield {"name": f"fd {fd} {_fd_mask(mask)}", "cat": "io", "ph": "i", "s": "t",
+                       "pid": pid, "tid": POLL_TID, "ts": _us(poll_end, origin),
+                       "args": {"fd": fd, "mask": mask}}
+        elif kind == "cb" or kind == "timer":
+            start, took, key = event[2], event[3], event[4]
+            found = labels.get(key)
+            if found is None:
+                found = labels[key] = _site_label(key)
+            name, source = found
+            args: dict[str, Any] = {"source": source}
+            if kind == "timer":
+                args["late_ms"] = round(event[5] * 1e3, 3)
+            if took >= slow:
+                args["slow"] = True
+            yield {"name": name, "cat": "timer" if kind == "timer" else "callback",
+                   "ph": "X", "pid": pid, "tid": LOOP_TID, "ts": _us(start, origin),
+                   "dur": _us(start + took, start), "args": args}
+        elif kind == "step":
+            _, _, start, took, serial, where = event
+            task = tasks[(pid, serial)]
+            args = {"task": task, "task_id": serial}
+            if where:
+                args["suspended_at"] = where
+            if took >= slow:
+                args["slow"] = True
+            ts, dur = _us(start, origin), _us(start + took, start)
+            yield {"name": f"step {task}", "cat": "task_step", "ph": "X", "pid": pid,
+                   "tid": LOOP_TID, "ts": ts, "dur": dur, "args": args}
+            yield {"name": "step", "cat": "task_step", "ph": "X", "pid": pid,
+                   "tid": TASK_TID_BASE + serial, "ts": ts, "dur": dur, "args": args}
+        elif kind == "tc":
+            _, _, now, serial, _, coro, parent, existing = event
+            args = {"task": tasks[(pid, serial)], "coro": coro}
+            if parent is not None:
+                args["spawned_by"] = tasks.get((pid, parent), f"task #{parent}")
+                args["parent_id"] = parent
+            yield {"name": "already running" if existing else "created", "cat": "task",
+                   "ph": "i", "s": "t", "pid": pid, "tid": TASK_TID_BASE + serial,
+                   "ts": _us(now, origin), "args": args}
+        elif kind == "td":
+            _, _, now, serial, outcome, _ = event
+            yield {"name": outcome.split(" ", 1)[0], "cat": "task", "ph": "i", "s": "t",
+                   "pid": pid, "tid": TASK_TID_BASE + serial, "ts": _us(now, origin),
+                   "args": {"outcome": outcome}}
+
+
+def _other_data(slow: float, dropped: bool, loops: int) -> dict:
+    return {"producer": "conveyor", "slow_threshold_ms": slow * 1e3,
+            "ring_buffer_overflowed": dropped, "loops": loops}
+
+
+def to_chrome(events: list[tuple], *, origin: float, slow: float = DEFAULT_SLOW,
+              dropped: bool = False, loops: int = 1) -> dict:
+    """Recorded tuples as one Trace Event Format object (``{"traceEvents": [...]}``)."""
+    meta, body = _chrome_parts(events, origin=origin, slow=slow)
+    return {"traceEvents": meta + list(body), "displayTimeUnit": "ms",
+            "otherData": _other_data(slow, dropped, loops)}
+
+
+def _escape_for_script(text: str) -> str:
+    # Inside an HTML <script>, "</script" or "<!--" would confuse the parser; "<" occurs
+    # only inside JSON strings, where "\u003c" means the same.
+    return text.replace("<", "\\u003c")
+
+
+def _write_json(file: TextIO, meta: list[dict], body: Iterator[dict], other: dict,
+                escape: bool) -> None:
+    """Stream the trace object to ``file``, one event at a time."""
+    dumps = functools.partial(json.dumps, separators=(",", ":"))
+    fix = _escape_for_script if escape else str
+    file.write('{"traceEvents":[')
+    first = True
+    for event in itertools.chain(meta, body):
+        if not first:
+            file.write(",")
+        first = False
+        file.write(fix(dumps(event)))
+    file.write('],"displayTimeUnit":"ms","otherData":' + fix(dumps(other)) + "}")
 
 
 def render_html(data: dict) -> str:
     """The timeline page with ``data`` (a `to_chrome` object) embedded; no network needed."""
-    payload = json.dumps(data, separators=(",", ":"))
-    # Inside <script>, "</script" or "<!--" would confuse the HTML parser; "<" only occurs
-    # inside JSON strings, where "\u003c" means the same.
-    payload = payload.replace("<", "\\u003c")
-    template = _TEMPLATE.read_text(encoding="utf-8")
-    return template.replace(_DATA_MARK, payload, 1)
+    head, tail = _TEMPLATE.read_text(encoding="utf-8").split(_DATA_MARK, 1)
+    return head + _escape_for_script(json.dumps(data, separators=(",", ":"))) + tail
