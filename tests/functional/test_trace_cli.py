@@ -85,3 +85,27 @@ def test_usage_errors(tmp_path):
     assert "must be positive" in proc.stderr
     proc = conveyor_cli("trace", "--help")
     assert proc.returncode == 0 and "-o" in proc.stdout
+
+
+def test_run_dump_tasks_on_signal(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""\
+        import asyncio, os, signal
+
+        async def child():
+            await asyncio.sleep(3600)
+
+        async def main():
+            task = asyncio.create_task(child(), name="the-child")
+            await asyncio.sleep(0)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.sleep(0)
+            task.cancel()
+
+        asyncio.run(main())
+        """))
+    proc = conveyor_cli("run", "--dump-tasks-on-signal", str(app))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 task(s)" in proc.stderr
+    assert "└── the-child child() [pending]" in proc.stderr
+    assert f"child at {app}:4" in proc.stderr
