@@ -295,7 +295,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
         # Phase 4: run what is ready now; what these schedule runs next iteration.
         ntodo = len(ready)
-        if hooks is not None or self._debug:
+        if self._debug or (hooks is not None and hooks.per_callback):
             self._run_ready_observed(ntodo)
             if hooks is not None:
                 hooks.after_iteration()
@@ -311,6 +311,9 @@ class EventLoop(asyncio.AbstractEventLoop):
                 raise
             except BaseException as exc:
                 self._callback_failed(handle, exc)
+        if hooks is not None:
+            # Instruments that only watch iterations (the watchdog) keep the fast path.
+            hooks.after_iteration()
 
     def _run_ready_observed(self, ntodo: int) -> None:
         """Phase 4 with instruments and debug checks: the slow twin of the inline loop."""

@@ -42,18 +42,24 @@ def bare_loop_class() -> type:
     source = textwrap.dedent(inspect.getsource(loop_mod.EventLoop._run_once))
     lines = source.splitlines()
     out: list[str] = []
-    skip_next = False
+    skip_deeper_than: int | None = None
     for line in lines:
         stripped = line.strip()
-        if skip_next:
-            skip_next = False
-            continue
+        indent = len(line) - len(line.lstrip())
+        if skip_deeper_than is not None:
+            if stripped and indent <= skip_deeper_than:
+                skip_deeper_than = None
+            else:
+                continue  # the body of an "if hooks is not None:"
         if stripped == "hooks = self._hooks":
             continue
         if stripped == "if hooks is not None:":
-            skip_next = True  # the single hook call under it
+            skip_deeper_than = indent
             continue
-        out.append(line.replace("if hooks is not None or self._debug:", "if self._debug:"))
+        for guarded in ("if hooks is not None or self._debug:",
+                        "if self._debug or (hooks is not None and hooks.per_callback):"):
+            line = line.replace(guarded, "if self._debug:")
+        out.append(line)
     text = "\n".join(out)
     if "hooks" in text:
         raise RuntimeError("could not strip the instrument checks from _run_once")

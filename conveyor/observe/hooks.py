@@ -139,6 +139,10 @@ class Hooks:
             setattr(self, "_" + name, methods)
         self._wants_task = bool(self._before_callback or self._after_callback
                                 or self._task_done)
+        #: Read by the loop once per iteration: False lets it run callbacks on its fast
+        #: path (no per-callback clock or hook calls) when instruments only watch
+        #: iterations and polls.
+        self.per_callback = self._wants_task
 
     def _failed(self, method: Any) -> None:
         instrument = method.__self__ if hasattr(method, "__self__") else method

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import loop as loop_mod
-from .hooks import Instrument, add_instrument, remove_instrument, task_of
+from .hooks import Instrument, add_instrument, remove_instrument
 
 __all__ = ["Watchdog", "Stall", "watchdog"]
 
@@ -184,25 +184,44 @@ class Watchdog:
             return  # the loop came back while we looked
         stack = traceback.extract_stack(frame) if frame is not None else \
             traceback.StackSummary()
-        handle = getattr(beat.loop, "_current_handle", None)
-        task = task_of(handle) if handle is not None else None
+        task = _current_task(beat.loop)
         stall = Stall(started=since, stack=list(stack), task=task,
-                      callback=_describe(handle), noticed_after=lasted, loop=beat.loop)
+                      callback=_describe(task, stack), noticed_after=lasted, loop=beat.loop)
         beat.reported = stall
         self.stalls.append(stall)
         logger.warning("%s", stall.format())
 
 
-def _describe(handle: Any) -> str:
-    if handle is None:
-        return "loop code outside a callback"
-    task = task_of(handle)
-    if task is not None:
-        return f"a step of {task.get_name()} ({task.get_coro().__qualname__})"
+def _current_task(loop: Any) -> asyncio.Task | None:
+    """The task the loop is stepping now, read from the watchdog's thread.
+
+    asyncio keeps the current task per loop in a dict (3.11 - 3.13), so this works from any
+    thread; the loop's own bookkeeping (its current handle) is only kept on the slow path,
+    which a watchdog alone does not switch on.
+    """
     try:
-        return repr(handle)
+        return asyncio.current_task(loop)
     except Exception:
-        return object.__repr__(handle)
+        return None
+
+
+_LOOP_FILE = loop_mod.__file__
+_LOOP_FUNCTIONS = frozenset({"_run_once", "_run_ready_observed"})
+
+
+def _describe(task: asyncio.Task | None, stack: list[traceback.FrameSummary]) -> str:
+    """What was running: the task's step, or the callback the loop called (from the stack)."""
+    if task is not None:
+        coro = task.get_coro()
+        return f"a step of {task.get_name()} ({getattr(coro, '__qualname__', coro)})"
+    for index in range(len(stack) - 1, -1, -1):
+        frame = stack[index]
+        if frame.filename == _LOOP_FILE and frame.name in _LOOP_FUNCTIONS:
+            if index + 1 < len(stack):
+                called = stack[index + 1]
+                return f"callback {called.name} ({called.filename}:{called.lineno})"
+            return "the loop itself"
+    return "code outside the loop's callbacks"
 
 
 def watchdog(threshold: float = 0.1, *, interval: float | None = None) -> Watchdog:

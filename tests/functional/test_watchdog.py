@@ -54,6 +54,9 @@ def test_catches_planted_sleep_and_names_the_line(loop, caplog):
     with caplog.at_level(logging.WARNING, logger="conveyor.watchdog"):
         with dog:
             dog.attach(loop)
+            # The watchdog only needs the per-iteration hooks: callbacks stay on the
+            # loop's fast path.
+            assert loop._hooks.per_callback is False
             checker = threading.Thread(target=check_during_block)
 
             def start_block():
@@ -74,6 +77,8 @@ def test_catches_planted_sleep_and_names_the_line(loop, caplog):
     innermost = stall.stack[-1]
     assert (innermost.filename, innermost.lineno) == (__file__, PLANTED_LINE)
     assert innermost.line == "time.sleep(0.3)  # PLANTED"
+    assert stall.task is None
+    assert stall.callback.startswith("callback start_block (")
     messages = [r.getMessage() for r in caplog.records if r.name == "conveyor.watchdog"]
     assert f'File "{__file__}", line {PLANTED_LINE}, in planted_block' in messages[0]
     assert "still blocked" in messages[0]

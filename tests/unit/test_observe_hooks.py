@@ -140,9 +140,29 @@ def test_partial_instrument_only_gets_what_it_defines(loop):
     conveyor.add_instrument(PollOnly(), loop)
     fan_out = loop._hooks
     assert fan_out._before_callback == [] and fan_out._after_callback == []
+    assert fan_out.per_callback is False  # the loop keeps its fast path for callbacks
+    ran = []
+    loop.call_soon(ran.append, 1)
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert polls == [0]
+    assert ran == [1]
+
+
+def test_after_iteration_on_the_fast_path_too(loop):
+    seen = []
+
+    class Iterations:
+        def after_iteration(self):
+            seen.append(len(loop._ready))
+
+    conveyor.add_instrument(Iterations(), loop)
+    assert loop._hooks.per_callback is False
+    loop.call_soon(loop.call_soon, lambda: None)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    # After the first iteration, the callback it scheduled is waiting.
+    assert seen == [1]
 
 
 def test_instrument_that_raises_is_removed_and_logged(loop, caplog):
