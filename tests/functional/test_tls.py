@@ -20,7 +20,7 @@ import threading
 import pytest
 
 import conveyor
-from conveyor.transports.tls import TLSProtocol, TLSTransport
+from conveyor.transports.tls import TLSProtocol, SSLTransport
 
 cryptography = pytest.importorskip("cryptography", reason="test dependency for certificates")
 from cryptography import x509  # noqa: E402
@@ -848,7 +848,7 @@ def test_start_tls_protocol_level(loop, certs):
             await asyncio.sleep(0.01)
         tls = await conveyor.transports.tls.start_tls(
             loop, plain, client, client_context(certs), server_hostname="localhost")
-        assert isinstance(tls, TLSTransport)
+        assert isinstance(tls, SSLTransport)
         server_tls = await upgraded
         server_tls.write(b"from server")
         while client.data != b"from server":
