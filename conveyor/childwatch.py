@@ -144,7 +144,11 @@ class ChildWatch:
             returncode = _reap(self.pid, self._popen)
             self._reaped = True
         try:
-            self._loop.call_soon_threadsafe(self._exited, returncode)
+            # Two hops: the first lands wherever this thread happens to append; the second
+            # queues the exit behind whatever the loop had already scheduled when it saw the
+            # first, which is where a pidfd's readiness would land. Without it a task that
+            # calls wait() right after kill() could see the exit before its first step.
+            self._loop.call_soon_threadsafe(self._loop.call_soon, self._exited, returncode)
         except RuntimeError:
             # The loop closed first: nobody is left to tell; the child is reaped, and Popen
             # is told so it does not warn that the process "is still running".
