@@ -170,8 +170,9 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._loop.get_debug():
             logger.info("%r exited with return code %r", self, returncode)
         self._returncode = returncode
-        if self._proc.returncode is None:
-            self._proc.returncode = returncode  # so Popen never tries to reap it again
+        # Ours is authoritative (Popen may have guessed 0 after finding the child reaped),
+        # and with it set Popen never tries to reap the child again.
+        self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
         for waiter in self._bare_exit_waiters:
             if not waiter.cancelled():
