@@ -933,3 +933,109 @@ def test_many_connections_interleaved(loop, certs):
         await close_server(server)
 
     run(loop, main())
+
+
+def _close_notify_first_server(listener, ctx, written, results):
+    """Handshake, answer ping, send close_notify once the peer has written (without reading
+    it), then read everything still coming."""
+    try:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+            def pump(call, *args):
+                while True:
+                    try:
+                        result = call(*args)
+                    except ssl.SSLWantReadError:
+                        if outgoing.pending:
+                            conn.sendall(outgoing.read())
+                        data = conn.recv(65536)
+                        if not data:
+                            raise ConnectionError("EOF before close_notify")
+                        incoming.write(data)
+                    else:
+                        if outgoing.pending:
+                            conn.sendall(outgoing.read())
+                        return result
+
+            pump(obj.do_handshake)
+            assert pump(obj.read, 4) == b"ping"
+            obj.write(b"pong")
+            conn.sendall(outgoing.read())
+            assert written.wait(TIMEOUT)
+            with pytest.raises(ssl.SSLWantReadError):
+                obj.unwrap()                  # close_notify out, the peer's not yet in
+            conn.sendall(outgoing.read())
+            received = 0
+            while True:
+                try:
+                    received += len(pump(obj.read, 65536))
+                except ssl.SSLZeroReturnError:
+                    break
+            results["received"] = received
+            obj.unwrap()
+    except Exception as exc:  # reported to the test thread
+        results["error"] = exc
+
+
+def test_peer_close_notify_still_receives_what_was_written(loop, certs):
+    """Writes made before the peer's close_notify arrived still reach the peer."""
+    size = 4 * 1024 * 1024
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        results: dict = {}
+        written = threading.Event()
+        thread = threading.Thread(target=_close_notify_first_server,
+                                  args=(listener, server_context(certs), written, results))
+        thread.start()
+        try:
+            transport, client = await tls_connect(loop, Recorder, listener.getsockname()[1],
+                                                  client_context(certs))
+            transport.write(b"ping")
+            while client.data != b"pong":
+                await asyncio.sleep(0.01)
+            transport.write(b"x" * size)
+            assert transport.get_write_buffer_size() > 0   # most of it is still queued
+            written.set()
+            await client.eof
+            assert await client.lost is None
+        finally:
+            await loop.run_in_executor(None, thread.join, TIMEOUT)
+            listener.close()
+        assert "error" not in results, results
+        assert results["received"] == size
+
+    run(loop, main())
+
+
+def test_unix_socket_tls(loop, certs, tmp_path):
+    if loop.kind != "conveyor":
+        pytest.skip("create_unix_* with ssl= goes through conveyor's net.py; asyncio's own "
+                    "TLS would be tested, not conveyor's")
+
+    async def main():
+        path = str(tmp_path / "tls.sock")
+        protocols = []
+
+        def factory():
+            protocols.append(Recorder(echo=True))
+            return protocols[-1]
+
+        server = await loop.create_unix_server(factory, path, ssl=server_context(certs))
+        transport, client = await loop.create_unix_connection(
+            Recorder, path, ssl=client_context(certs), server_hostname="localhost")
+        assert transport.get_extra_info("ssl_object") is not None
+        assert transport.get_extra_info("peername") == path
+        transport.write(b"over unix")
+        while client.data != b"over unix":
+            await asyncio.sleep(0.01)
+        transport.close()
+        await client.lost
+        await protocols[0].lost
+        await close_server(server)
+
+    run(loop, main())
