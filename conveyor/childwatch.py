@@ -143,6 +143,10 @@ class ChildWatch:
         with self._lock:
             returncode = _reap(self.pid, self._popen)
             self._reaped = True
+        if self._popen is not None:
+            # Told at once, so Popen neither reaps again nor warns that the child "is still
+            # running" should the loop close before the exit reaches it.
+            self._popen.returncode = returncode
         try:
             # Two hops: the first lands wherever this thread happens to append; the second
             # queues the exit behind whatever the loop had already scheduled when it saw the
@@ -150,10 +154,7 @@ class ChildWatch:
             # calls wait() right after kill() could see the exit before its first step.
             self._loop.call_soon_threadsafe(self._loop.call_soon, self._exited, returncode)
         except RuntimeError:
-            # The loop closed first: nobody is left to tell; the child is reaped, and Popen
-            # is told so it does not warn that the process "is still running".
-            if self._popen is not None and self._popen.returncode is None:
-                self._popen.returncode = returncode
+            pass  # the loop closed first: nobody is left to tell, and the child is reaped
 
     # -- both
 
