@@ -1,0 +1,145 @@
+"""Runs CPython's own asyncio tests (`test.test_asyncio`) against conveyor.
+
+Each `test_cpython_*.py` file here imports the CPython test classes of one module or area;
+pytest collects them as unittest cases. This conftest makes them test conveyor and not the
+standard loop, and applies each file's exclusions (see README.md):
+
+- every test runs with `conveyor.EventLoopPolicy` installed, so `asyncio.new_event_loop()`,
+  `asyncio.run()` and `unittest.IsolatedAsyncioTestCase` build conveyor loops;
+- CPython's virtual-clock `TestLoop` (what `self.new_test_loop()` builds) is replaced by
+  `conveyor.testing.VirtualClockLoop`, which honours the same generator contract;
+- CPython's tests patch `asyncio.base_events.logger` to watch what the loop logs; conveyor's
+  loop logs through the same `logging.getLogger("asyncio")`, and here its module-level name
+  is routed through that attribute so the patches see conveyor's log calls too;
+- a test that builds a standard asyncio loop fails: it would not be testing conveyor. Give it
+  a conveyor loop or exclude it, with the reason.
+
+Per file, two module-level names:
+
+    EXCLUDED = {"ClassName.test_name": "why it cannot apply to conveyor"}   # skipped, counted
+    ONLY = {"ClassName": {"test_a", "test_b"}}   # the class's other tests belong to other files
+
+The terminal summary prints "conformance [poller=...]: N passed, M excluded, ..." so the count
+is visible in every run, and a failing included test fails the run like any other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+
+import pytest
+
+import conveyor
+import conveyor.loop
+from conveyor import poller as poller_mod
+from conveyor.testing import VirtualClockLoop
+
+from test.test_asyncio import utils as cpython_test_utils
+
+EXCLUDED_PREFIX = "excluded from conformance: "
+
+
+class _RoutedLogger:
+    """`conveyor.loop.logger`, resolved on every use through `asyncio.base_events.logger`.
+
+    Both names refer to the same `logging.getLogger("asyncio")` object unless a test patches
+    the standard loop's module attribute with a mock; then conveyor's log calls reach the mock
+    exactly as the standard loop's would.
+    """
+
+    def __getattr__(self, name):
+        import asyncio.base_events  # test harness only: this is the name the tests patch
+        return getattr(asyncio.base_events.logger, name)
+
+
+conveyor.loop.logger = _RoutedLogger()
+cpython_test_utils.TestLoop = VirtualClockLoop
+
+
+def _set_policy(policy) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(policy)
+
+
+def _is_conformance(item: pytest.Item) -> bool:
+    return hasattr(item.module, "EXCLUDED") and item.module.__name__.rpartition(".")[2] \
+        .startswith("test_cpython_")
+
+
+@pytest.fixture(autouse=True)
+def _conveyor_everywhere(request, monkeypatch):
+    """Give the test conveyor loops, and fail it if it built a standard loop anyway."""
+    if not _is_conformance(request.node):
+        yield
+        return
+    standard_loops = []
+    original_init = asyncio.BaseEventLoop.__init__
+
+    def recording_init(self, *args, **kwargs):
+        standard_loops.append(type(self).__name__)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "__init__", recording_init)
+    _set_policy(conveyor.EventLoopPolicy())
+    try:
+        yield
+    finally:
+        _set_policy(None)
+    if standard_loops:
+        pytest.fail(f"the test built standard asyncio loop(s) {standard_loops}, so it did not "
+                    "test conveyor: adapt it or list it in EXCLUDED with the reason",
+                    pytrace=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    kept, deselected = [], []
+    for item in items:
+        module = getattr(item, "module", None)
+        cls = getattr(item, "cls", None)
+        if module is None or cls is None or not _is_conformance(item):
+            kept.append(item)
+            continue
+        name = getattr(item, "originalname", None) or item.name
+        only = getattr(module, "ONLY", {}).get(cls.__name__)
+        if only is not None and name not in only:
+            deselected.append(item)
+            continue
+        reason = module.EXCLUDED.get(f"{cls.__name__}.{name}")
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=EXCLUDED_PREFIX + reason))
+            item.user_properties.append(("conformance", "excluded"))
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def _poller_name() -> str:
+    return os.environ.get("CONVEYOR_POLLER") or poller_mod.available()[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = {"passed": 0, "excluded": 0, "skipped by CPython": 0, "failed": 0}
+    seen = False
+    for key in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(key, []):
+            if "tests/conformance/test_cpython_" not in report.nodeid.replace(os.sep, "/") \
+                    and "test_cpython_" not in report.nodeid:
+                continue
+            seen = True
+            if key == "passed" and report.when == "call":
+                counts["passed"] += 1
+            elif key in ("failed", "error"):
+                counts["failed"] += 1
+            elif key == "skipped":
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+                if EXCLUDED_PREFIX in str(reason):
+                    counts["excluded"] += 1
+                else:
+                    counts["skipped by CPython"] += 1
+    if seen:
+        summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+        terminalreporter.write_line(f"conformance [poller={_poller_name()}]: {summary}")

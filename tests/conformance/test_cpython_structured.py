@@ -1,0 +1,8 @@
+"""CPython's test_taskgroups, test_timeouts, test_waitfor and test_context on conveyor."""
+
+from test.test_asyncio.test_context import DecimalContextTest  # noqa: F401
+from test.test_asyncio.test_taskgroups import TestTaskGroup  # noqa: F401
+from test.test_asyncio.test_timeouts import TimeoutTests  # noqa: F401
+from test.test_asyncio.test_waitfor import AsyncioWaitForTest  # noqa: F401
+
+EXCLUDED: dict[str, str] = {}
