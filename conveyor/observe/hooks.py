@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from .. import loop as loop_mod
 
 __all__ = ["Instrument", "Hooks", "add_instrument", "remove_instrument", "instruments",
-           "task_of", "open_loops", "HOOK_NAMES"]
+           "task_of", "peek_exception", "open_loops", "HOOK_NAMES"]
 
 logger = logging.getLogger("conveyor.observe")
 
@@ -77,6 +77,16 @@ class Instrument:
 
     def task_done(self, task: asyncio.Task) -> None:
         """``task`` finished: returned, raised or was cancelled (look at the task)."""
+
+
+def peek_exception(task: asyncio.Future) -> BaseException | None:
+    """A done, uncancelled task's exception, without marking it retrieved.
+
+    ``task.exception()`` would tell asyncio someone looked, and silence its "Task exception
+    was never retrieved" report: an observer must not change what the program logs. Both
+    the C and the Python Future expose the stored exception as ``_exception`` (3.11 - 3.13).
+    """
+    return getattr(task, "_exception", None)
 
 
 def task_of(handle: Any) -> asyncio.Task | None:

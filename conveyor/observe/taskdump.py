@@ -22,7 +22,7 @@ import sys
 import weakref
 from typing import Any, TextIO
 
-from .hooks import Instrument, add_instrument, instruments
+from .hooks import Instrument, add_instrument, instruments, peek_exception
 
 __all__ = ["TaskTree", "track_spawns", "await_chain", "format_tasks", "dump_tasks",
            "dump_tasks_on_signal", "SignalDump"]
@@ -115,7 +115,7 @@ def _state(task: asyncio.Task) -> str:
         return "running" if running else "pending"
     if task.cancelled():
         return "cancelled"
-    exc = task.exception()
+    exc = peek_exception(task)
     return "done" if exc is None else f"raised {type(exc).__name__}"
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from .. import loop as loop_mod
-from .hooks import Instrument, add_instrument, open_loops, remove_instrument
+from .hooks import Instrument, add_instrument, open_loops, peek_exception, remove_instrument
 
 __all__ = ["Tracer", "trace", "to_chrome", "render_html", "LOOP_TID", "POLL_TID",
            "TASK_TID_BASE"]
@@ -94,7 +94,7 @@ def _coro_name(task: asyncio.Task) -> str:
 def _outcome(task: asyncio.Task) -> str:
     if task.cancelled():
         return "cancelled"
-    exc = task.exception()
+    exc = peek_exception(task)
     return "returned" if exc is None else f"raised {type(exc).__name__}: {exc}"
 
 
@@ -106,17 +106,31 @@ class _Recorder(Instrument):
         self._pid = pid
         self._append = tracer._events.append
         self._slow = tracer.slow
-        self._serials: dict[int, int] = {}
+        #: id(task) -> (lane serial, weak reference to the task)
+        self._serials: dict[int, tuple[int, weakref.ref]] = {}
         self._poll_start = 0.0
         self._poll_end = 0.0
         self._nevents = 0
+
+    def _remember(self, task: asyncio.Task, serial: int) -> None:
+        """Map the live task to its lane; the entry goes when the task is collected, so the
+        map stays as small as the set of live tasks even if some never finish."""
+        key = id(task)
+        serials = self._serials
+
+        def forget(ref: weakref.ref, key: int = key) -> None:
+            found = serials.get(key)
+            if found is not None and found[1] is ref:
+                del serials[key]
+
+        serials[key] = (serial, weakref.ref(task, forget))
 
     def _serial(self, task: asyncio.Task, now: float) -> int:
         found = self._serials.get(id(task))
         if found is None:
             # A task that existed before tracing began: give it a lane now.
             serial = self._tracer._new_serial()
-            self._serials[id(task)] = (serial, weakref.ref(task))
+            self._remember(task, serial)
             self._append(("tc", self._pid, now, serial, task.get_name(), _coro_name(task),
                           None, True))
             return serial
@@ -168,7 +182,7 @@ class _Recorder(Instrument):
     def task_created(self, task: asyncio.Task) -> None:
         now = _clock()
         serial = self._tracer._new_serial()
-        self._serials[id(task)] = (serial, weakref.ref(task))
+        self._remember(task, serial)
         parent = None
         try:
             current = asyncio.current_task()

@@ -248,3 +248,67 @@ def test_bad_arguments():
         conveyor.trace("x.json", max_events=0)
     with pytest.raises(TypeError, match="loop"):
         Tracer().attach(object())
+
+
+def test_tracing_does_not_retrieve_task_exceptions(tmp_path):
+    """asyncio still reports a failed task nobody awaited: the tracer only looked."""
+    import gc
+
+    contexts = []
+    loop = conveyor.new_event_loop()
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+
+    async def fails():
+        raise ValueError("nobody awaits me")
+
+    async def main():
+        task = asyncio.create_task(fails())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert task.done()
+
+    try:
+        with conveyor.trace(tmp_path / "t.json"):
+            loop.run_until_complete(main())
+        gc.collect()
+    finally:
+        loop.close()
+    assert [c["message"] for c in contexts] == ["Task exception was never retrieved"]
+    data = json.loads((tmp_path / "t.json").read_text())
+    outcomes = [e["args"]["outcome"] for e in data["traceEvents"]
+                if e["ph"] == "i" and e["cat"] == "task" and "outcome" in e["args"]]
+    assert "raised ValueError: nobody awaits me" in outcomes
+
+
+def test_task_lanes_are_forgotten_when_tasks_are_collected():
+    """Finished tasks leave the recorder's map at task_done; tasks that never finish leave
+    it when collected, so the map is as small as the set of live tasks."""
+    import gc
+
+    tracer = Tracer()
+    contexts = []
+    loop = conveyor.new_event_loop()
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+    try:
+        tracer.attach(loop)
+        recorder = tracer._recorders[loop]
+
+        async def forever():
+            await asyncio.get_running_loop().create_future()  # nothing else refers to it
+
+        async def main():
+            finishing = [asyncio.create_task(asyncio.sleep(0)) for _ in range(20)]
+            abandoned = [asyncio.create_task(forever()) for _ in range(30)]
+            await asyncio.sleep(0)
+            assert len(recorder._serials) == 51  # the 50 and main
+            await asyncio.gather(*finishing)
+            assert len(recorder._serials) == 31
+            abandoned.clear()
+            gc.collect()
+            return len(recorder._serials)
+
+        assert loop.run_until_complete(main()) == 1
+        tracer.detach(loop)
+    finally:
+        loop.close()
+    assert {c["message"] for c in contexts} == {"Task was destroyed but it is pending!"}
