@@ -139,7 +139,12 @@ def add_signal_handler(loop: Any, sig: int, callback: Callable[..., Any], *args:
     table = _tables.get(loop)
     if table is None:
         table = _tables[loop] = SignalTable(loop)
-    table.install_wakeup_fd()
+    try:
+        table.install_wakeup_fd()
+    except RuntimeError:
+        if not table.handlers:
+            table.close()  # made for this call: don't keep its socketpair until loop close
+        raise
     handle = Handle(callback, args, loop, None)
     previous_handle = table.handlers.get(sig)
     table.handlers[sig] = handle

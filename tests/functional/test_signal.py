@@ -177,10 +177,12 @@ def test_not_the_main_thread_is_a_runtime_error(loop):
 
     def body():
         other = conveyor.new_event_loop()
+        fds = open_fds()
         try:
             other.add_signal_handler(signal.SIGUSR1, lambda: None)
         except RuntimeError as exc:
             raised.append(exc)
+            assert open_fds() == fds  # nothing kept for a handler that was refused
         finally:
             other.close()
 

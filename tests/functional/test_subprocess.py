@@ -357,3 +357,12 @@ def test_loop_closed_before_the_exit_is_seen_leaves_no_zombie(loop):
         time.sleep(0.01)
     assert popen.returncode == -signal.SIGKILL
     assert not os.path.exists(f"/proc/{popen.pid}")
+
+
+def test_the_spawn_benchmark_runs(loop):
+    from conveyor.bench.procs import spawn, spawn_bare
+
+    async def main():
+        return await spawn(count=20, concurrency=5) + await spawn_bare(count=20, concurrency=5)
+
+    assert run(loop, main()) == 40
