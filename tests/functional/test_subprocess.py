@@ -313,7 +313,9 @@ def test_cancelled_while_starting(loop):
     run(loop, main())
 
 
-def test_subprocess_from_a_loop_in_another_thread(monkeypatch):
+@pytest.mark.parametrize("strategy", ["pidfd", "thread"])
+def test_subprocess_from_a_loop_in_another_thread(monkeypatch, strategy):
+    monkeypatch.setenv("CONVEYOR_CHILDWATCH", strategy)
     results = []
     before = open_fds()
 
@@ -366,3 +368,35 @@ def test_the_spawn_benchmark_runs(loop):
         return await spawn(count=20, concurrency=5) + await spawn_bare(count=20, concurrency=5)
 
     assert run(loop, main()) == 40
+
+
+def test_a_raising_protocol_does_not_break_the_transport():
+    """Exceptions from the protocol go to the exception handler; the rest still happens."""
+    loop = conveyor.new_event_loop()
+    seen = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context["exception"]))
+
+    class Raising(Recorder):
+        def pipe_data_received(self, fd, data):
+            super().pipe_data_received(fd, data)
+            raise ZeroDivisionError("in pipe_data_received")
+
+        def process_exited(self):
+            super().process_exited()
+            raise KeyError("in process_exited")
+
+    async def main():
+        transport, proto = await loop.subprocess_exec(
+            lambda: Raising(loop), "echo", "hi", stdin=subprocess.DEVNULL)
+        await proto.lost
+        transport.close()
+        return proto
+
+    try:
+        proto = run(loop, main())
+    finally:
+        loop.close()
+    assert bytes(proto.output[1]) == b"hi\n"
+    assert proto.events[-1] == "lost" and proto.events.count("lost") == 1
+    assert sorted(type(e).__name__ for e in seen) == ["KeyError", "ZeroDivisionError"]
+    assert_no_children()
