@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 import traceback
+import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,26 +35,42 @@ from .hooks import Instrument, add_instrument, remove_instrument
 __all__ = ["Watchdog", "Stall", "watchdog"]
 
 logger = logging.getLogger("conveyor.watchdog")
+#: How many stall records a watchdog keeps (every stall is logged regardless).
+MAX_STALLS_KEPT = 1000
 _clock = time.monotonic
 
 
 @dataclass
 class Stall:
-    """One period during which the loop did not come back to poll in time."""
+    """One period during which the loop did not come back to poll in time.
+
+    The task and the loop are held weakly: a record of a stall must not keep a finished
+    task (and its result or exception) alive.
+    """
 
     started: float                     #: when the loop left the kernel (monotonic seconds)
     stack: list[traceback.FrameSummary]  #: the loop thread's stack when noticed, oldest first
-    task: asyncio.Task | None          #: the task whose step was running, if any
+    task_repr: str | None              #: repr of the task whose step was running, if any
     callback: str                      #: the running callback's description
     duration: float | None = None      #: set when the loop came back to poll
     noticed_after: float = 0.0         #: how long it had lasted when the thread noticed
-    loop: Any = field(default=None, repr=False)
+    _task: Any = field(default=None, repr=False, compare=False)
+    _loop: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        """The task whose step was blocking, while it is still alive."""
+        return self._task() if self._task is not None else None
+
+    @property
+    def loop(self) -> Any:
+        return self._loop() if self._loop is not None else None
 
     def format(self) -> str:
         head = (f"event loop blocked for {self.noticed_after:.3f} s (still blocked) "
                 f"in {self.callback}")
-        if self.task is not None:
-            head += f"\n  task: {self.task!r}"
+        if self.task_repr is not None:
+            head += f"\n  task: {self.task_repr}"
         return head + "\n  stack (most recent call last):\n" + "".join(
             "  " + line for line in traceback.format_list(self.stack))
 
@@ -99,7 +117,8 @@ class Watchdog:
         self.interval = interval if interval is not None else min(self.threshold / 4, 0.05)
         if self.interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}")
-        self.stalls: list[Stall] = []
+        #: The most recent stalls (at most `MAX_STALLS_KEPT`), oldest first.
+        self.stalls: deque[Stall] = deque(maxlen=MAX_STALLS_KEPT)
         self._beats: dict[Any, _Heartbeat] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -185,11 +204,21 @@ class Watchdog:
         stack = traceback.extract_stack(frame) if frame is not None else \
             traceback.StackSummary()
         task = _current_task(beat.loop)
-        stall = Stall(started=since, stack=list(stack), task=task,
-                      callback=_describe(task, stack), noticed_after=lasted, loop=beat.loop)
+        stall = Stall(started=since, stack=list(stack),
+                      task_repr=None if task is None else _safe_repr(task),
+                      callback=_describe(task, stack), noticed_after=lasted,
+                      _task=None if task is None else weakref.ref(task),
+                      _loop=weakref.ref(beat.loop))
         beat.reported = stall
         self.stalls.append(stall)
         logger.warning("%s", stall.format())
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # a repr racing the loop's thread must not kill the watchdog
+        return object.__repr__(obj)
 
 
 def _current_task(loop: Any) -> asyncio.Task | None:

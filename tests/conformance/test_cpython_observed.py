@@ -65,4 +65,4 @@ def _every_observer():
         assert loop._hooks is None  # all detached again
     if loops:
         assert tracer.to_chrome()["traceEvents"] or all(l.is_closed() for l in loops)
-    assert dog.stalls == []
+    assert not dog.stalls

@@ -77,7 +77,8 @@ def test_catches_planted_sleep_and_names_the_line(loop, caplog):
     innermost = stall.stack[-1]
     assert (innermost.filename, innermost.lineno) == (__file__, PLANTED_LINE)
     assert innermost.line == "time.sleep(0.3)  # PLANTED"
-    assert stall.task is None
+    assert stall.task is None and stall.task_repr is None
+    assert stall.loop is loop
     assert stall.callback.startswith("callback start_block (")
     messages = [r.getMessage() for r in caplog.records if r.name == "conveyor.watchdog"]
     assert f'File "{__file__}", line {PLANTED_LINE}, in planted_block' in messages[0]
@@ -94,13 +95,15 @@ def test_names_the_task_that_blocks(loop):
 
     async def main():
         with conveyor.watchdog(0.1) as dog:
-            await asyncio.create_task(culprit(), name="culprit")
+            task = asyncio.create_task(culprit(), name="culprit")
+            await task
             await asyncio.sleep(0)
-        return dog
+        return dog, task
 
-    dog = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    dog, task = loop.run_until_complete(asyncio.wait_for(main(), 10))
     assert len(dog.stalls) == 1
-    assert dog.stalls[0].task.get_name() == "culprit"
+    assert dog.stalls[0].task is task
+    assert "name='culprit'" in dog.stalls[0].task_repr
     assert "culprit" in dog.stalls[0].callback
     assert dog.stalls[0].stack[-1].name == "culprit"
 
@@ -114,7 +117,7 @@ def test_quiet_while_waiting_in_the_kernel(loop):
         return dog
 
     dog = loop.run_until_complete(asyncio.wait_for(main(), 10))
-    assert dog.stalls == []
+    assert not dog.stalls
 
 
 def test_watches_loops_created_while_active():
