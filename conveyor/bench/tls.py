@@ -58,22 +58,44 @@ class _Echo(asyncio.Protocol):
 
 def _run_client(port: int, size: int, connections: int, duration: float,
                 warmup: float) -> dict[str, Any]:
-    """Run the load generator in its own interpreter and return what it reports."""
+    """Run the load generator in its own interpreter and return what it reports.
+
+    The client prints a line when its measured window opens and its result when it closes;
+    this process's CPU time is sampled at both, so ``server_cpu`` is what the server spent
+    during exactly that window.
+    """
     cmd = [sys.executable, "-m", "conveyor.bench.tls", "client", str(port), str(size),
            str(connections), str(duration), str(warmup)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
-    if done.returncode:
-        raise RuntimeError(f"tls client failed ({done.returncode}): {done.stderr.strip()}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as child:
+        try:
+            started = child.stdout.readline()
+            cpu_start = time.process_time()
+            finished = child.stdout.readline()
+            cpu_end = time.process_time()
+            _out, err = child.communicate(timeout=duration + warmup + 60)
+        except BaseException:
+            child.kill()
+            raise
+    if child.returncode or started.strip() != "start" or not finished.strip():
+        raise RuntimeError(f"tls client failed ({child.returncode}): {err.strip()}")
+    result = json.loads(finished)
+    result["server_cpu"] = cpu_end - cpu_start
+    return result
 
 
 async def tls_echo(size: int = 1024, connections: int = 50, duration: float = 3.0,
-                   warmup: float = 0.5, layer: str = "loop") -> tuple[int, float]:
+                   warmup: float = 0.5, layer: str = "loop",
+                   per_cpu_second: bool = False) -> tuple[int, float]:
     """TLS echo with asyncio.Protocol: messages/s, client in another process.
 
     ``layer="loop"`` uses the loop's own ``ssl=`` support; ``layer="conveyor"`` puts
     conveyor's TLSProtocol on the loop's plain TCP transports, which compares the TLS
     layers alone when every loop runs it.
+
+    ``per_cpu_second`` divides by the CPU time the server process used while the client
+    measured instead of by wall time: on a machine shared with other work, wall-clock
+    throughput swings with whoever else runs, while the server's cost per message does not.
     """
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="conveyor-tls-bench-") as directory:
@@ -100,6 +122,8 @@ async def tls_echo(size: int = 1024, connections: int = 50, duration: float = 3.
     finally:
         server.close()
         await server.wait_closed()
+    if per_cpu_second:
+        return result["messages"], result["server_cpu"]
     return result["messages"], result["seconds"]
 
 
@@ -125,7 +149,7 @@ class _PingPong(asyncio.Protocol):
 
 
 async def _client(port: int, size: int, connections: int, duration: float,
-                  warmup: float) -> dict[str, Any]:
+                  warmup: float) -> None:
     loop = asyncio.get_running_loop()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -140,12 +164,13 @@ async def _client(port: int, size: int, connections: int, duration: float,
         transports.append(transport)
     await asyncio.sleep(warmup)
     start_count, start = counter[0], time.perf_counter()
+    print("start", flush=True)
     await asyncio.sleep(duration)
     messages, seconds = counter[0] - start_count, time.perf_counter() - start
+    print(json.dumps({"messages": messages, "seconds": seconds}), flush=True)
     for transport in transports:
         transport.abort()
     await asyncio.sleep(0)
-    return {"messages": messages, "seconds": seconds}
 
 
 def _client_main(argv: list[str]) -> int:
@@ -162,9 +187,8 @@ def _client_main(argv: list[str]) -> int:
     except ImportError:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(_client(args.port, args.size, args.connections, args.duration,
-                                    args.warmup))
-    print(json.dumps(result))
+        runner.run(_client(args.port, args.size, args.connections, args.duration,
+                           args.warmup))
     return 0
 
 
@@ -173,6 +197,11 @@ _QUICK = {"duration": 0.3, "warmup": 0.2, "connections": 5}
 WORKLOADS = [
     Workload(f"echo_{label}", tls_echo, {"size": size}, _QUICK, unit="messages/s",
              doc=f"TLS {label} echo, 50 connections, asyncio.Protocol over ssl=")
+    for label, size in (("1k", 1024), ("100k", 100 * 1024))
+] + [
+    Workload(f"echo_{label}_cpu", tls_echo, {"size": size, "per_cpu_second": True}, _QUICK,
+             unit="msg/cpu-s",
+             doc=f"TLS {label} echo, 50 connections: messages per CPU-second of the server")
     for label, size in (("1k", 1024), ("100k", 100 * 1024))
 ] + [
     Workload("echo_1k_layered", tls_echo, {"size": 1024, "layer": "conveyor"}, _QUICK,
