@@ -85,6 +85,8 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
             dumps[:] = [dump_tasks_on_signal(signal.SIGUSR1, loop)]
         observers.append(on_signal)
     loop_mod._new_loop_observers.extend(observers)
+    if trace:
+        trace = os.path.abspath(trace)  # the program may chdir before the file is written
     tracer = Tracer(trace, slow=slow).start() if trace else None
     dog = Watchdog(watchdog).start() if watchdog else None
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None

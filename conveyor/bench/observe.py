@@ -22,7 +22,6 @@ separate client process).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import inspect
 import statistics
 import sys

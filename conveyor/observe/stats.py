@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .hooks import Instrument, add_instrument, instruments, remove_instrument, task_of
+from .hooks import Instrument, add_instrument, instruments, remove_instrument
 
 __all__ = ["LoopStats", "Histogram", "Snapshot", "SlowCallback", "collect_stats",
            "loop_stats"]
