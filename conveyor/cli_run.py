@@ -47,6 +47,34 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the script to run, then its arguments")
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse our options, and leave everything from the program on to the program.
+
+    argparse alone would take an option-looking word after ``-m module`` (``-m mod -v``)
+    as ours, so the command line is split first, as the python executable splits it: our
+    options end at the first word that is not one of them (the script) or right after
+    ``-m MODULE``.
+    """
+    takes_value = {opt for action in parser._actions if action.nargs != 0
+                   for opt in action.option_strings}
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "-m":
+            index += 2
+            break
+        if word == "--" or not word.startswith("-"):
+            break
+        name = word.split("=", 1)[0]
+        index += 2 if name in takes_value and "=" not in word else 1
+    ours, program = argv[:index], argv[index:]
+    if program[:1] == ["--"]:
+        program = program[1:]
+    ns = parser.parse_args(ours)
+    ns.program = program
+    return ns
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m conveyor run",
@@ -133,6 +161,6 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
 
 
 def main(argv: list[str]) -> int:
-    ns = _parser().parse_args(argv)
+    ns = parse(_parser(), argv)
     return run_program(ns, trace=ns.trace, slow=ns.slow, watchdog=ns.watchdog,
                        debug=ns.debug, dump_signal=ns.dump_tasks_on_signal)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_run import _positive, add_program_arguments, run_program
+from .cli_run import _positive, add_program_arguments, parse, run_program
 from .observe.trace import DEFAULT_SLOW
 
 
@@ -31,6 +31,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    ns = _parser().parse_args(argv)
+    ns = parse(_parser(), argv)
     return run_program(ns, trace=ns.output, slow=ns.slow, watchdog=ns.watchdog,
                        debug=ns.debug, dump_signal=False)

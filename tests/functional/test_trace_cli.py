@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 APP = textwrap.dedent("""\
@@ -109,3 +111,17 @@ def test_run_dump_tasks_on_signal(tmp_path):
     assert "2 task(s)" in proc.stderr
     assert "└── the-child child() [pending]" in proc.stderr
     assert f"child at {app}:4" in proc.stderr
+
+
+@pytest.mark.parametrize("argv, module, program", [
+    (["app.py", "-h", "--trace", "x"], None, ["app.py", "-h", "--trace", "x"]),
+    (["--debug", "-m", "pkg.mod", "-x", "--y"], "pkg.mod", ["-x", "--y"]),
+    (["--watchdog", "0.5", "--slow=0.1", "app.py", "-m", "z"], None, ["app.py", "-m", "z"]),
+    (["--trace", "out.json", "--", "-weird-name.py"], None, ["-weird-name.py"]),
+])
+def test_program_arguments_are_left_alone(argv, module, program):
+    from conveyor import cli_run
+
+    ns = cli_run.parse(cli_run._parser(), argv)
+    assert ns.module == module
+    assert ns.program == program
