@@ -52,9 +52,11 @@ class TimerHandle(asyncio.TimerHandle):
     def cancel(self) -> None:
         if not self._cancelled:
             loop = self._loop
+            # Marked first: note_cancelled() may compact the heap right now, and must see
+            # this entry as dead, or it keeps it as live and the dead count drifts.
+            self._cancelled = True
             if self._scheduled:
                 loop._timers.note_cancelled()
-            self._cancelled = True
             if loop._debug:
                 self._repr = repr(self)
             self._callback = None
