@@ -148,6 +148,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._app_writing_paused = False
         self._raw_writing_paused = False
         self._read_scheduled = False
+        self._eof_pending = False       # raw EOF seen while the application paused reading
         self._closed_writes = 0
         self._app_protocol: asyncio.BaseProtocol = app_protocol
         self._app_buffered = isinstance(app_protocol, asyncio.BufferedProtocol)
@@ -176,19 +177,28 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._incoming.write(data)
         self._process_incoming()
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> bool | None:
         """The peer closed its side without (or after) close_notify."""
         state = self._state
         if state is _State.HANDSHAKE:
             self._fail_handshake(ConnectionResetError("Connection lost during SSL handshake"))
         elif state is _State.WRAPPED:
-            # Deliver what was decrypted before the EOF, then tell the application.
-            self._read_app_data()
-            self._state = _State.CLOSED
-            self._app_eof()
+            if self._app_reading_paused:
+                # Plaintext may still wait in the BIOs: keep the raw transport open until
+                # the application resumes reading and has had it, then deliver the EOF.
+                self._eof_pending = True
+                return True
+            self._deliver_raw_eof()
         else:
             self._state = _State.CLOSED
         # Returning None lets the raw transport close itself: TLS has no half-close.
+        return None
+
+    def _deliver_raw_eof(self) -> None:
+        self._read_app_data()
+        if self._state is _State.WRAPPED:
+            self._state = _State.CLOSED
+            self._app_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -580,7 +590,8 @@ class TLSProtocol(asyncio.BufferedProtocol):
         if not self._app_reading_paused:
             return
         self._app_reading_paused = False
-        if self._transport is not None and self._state is _State.WRAPPED:
+        if (self._transport is not None and self._state is _State.WRAPPED
+                and not self._eof_pending):
             self._transport.resume_reading()
         if not self._read_scheduled:
             # Plaintext may already sit in the BIOs; deliver it from a fresh callback, as a
@@ -591,7 +602,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
     def _read_after_resume(self) -> None:
         self._read_scheduled = False
         if self._state is _State.WRAPPED and not self._app_reading_paused:
-            self._read_app_data()
+            if self._eof_pending:
+                self._deliver_raw_eof()
+                if self._transport is not None:
+                    self._transport.close()
+            else:
+                self._read_app_data()
 
     def _get_extra_info(self, name: str, default: Any = None) -> Any:
         if name in self._extra:

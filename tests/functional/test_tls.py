@@ -1039,3 +1039,48 @@ def test_unix_socket_tls(loop, certs, tmp_path):
         await close_server(server)
 
     run(loop, main())
+
+
+def test_eof_without_close_notify_waits_for_resume_reading(loop, certs):
+    """A raw EOF while the application paused reading: its data first, then eof_received."""
+    async def main():
+        protocols = []
+
+        class PausedAtStart(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                transport.pause_reading()
+
+        def factory():
+            protocols.append(PausedAtStart())
+            return protocols[-1]
+
+        server = await tls_server(loop, factory, server_context(certs))
+        sent = threading.Event()
+
+        def client():
+            raw = socket.create_connection(("127.0.0.1", port_of(server)), timeout=TIMEOUT)
+            with client_context(certs).wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"before the EOF")
+                # SSLSocket.shutdown drops TLS and shuts the TCP side: no close_notify.
+                tls.shutdown(socket.SHUT_WR)
+                sent.set()
+                tls.settimeout(TIMEOUT)
+                while tls.recv(1024):
+                    pass
+
+        client_done = loop.run_in_executor(None, client)
+        await loop.run_in_executor(None, sent.wait, TIMEOUT)
+        while not protocols:
+            await asyncio.sleep(0.01)
+        await protocols[0].made
+        await asyncio.sleep(0.1)   # a negative check: nothing may arrive while paused
+        assert protocols[0].events == ["made"] and protocols[0].data == b""
+        protocols[0].transport.resume_reading()
+        await protocols[0].lost
+        assert protocols[0].data == b"before the EOF"
+        assert protocols[0].events == ["made", "eof", "lost"]
+        await client_done
+        await close_server(server)
+
+    run(loop, main())
