@@ -25,11 +25,15 @@ import stat
 from typing import Any
 
 from .dns import numeric_address
+from .handles import Handle
 
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None  # type: ignore[assignment]
+
+#: What `_check_socket` refuses with TypeError; a class nothing is an instance of without ssl.
+_SSLSocket: type = ssl.SSLSocket if ssl is not None else type("_NoSSLSocket", (), {})
 
 #: The largest stream receive asked of the kernel in one call.
 _MAX_RECV = 65536
@@ -51,7 +55,7 @@ def _check_socket(loop: Any, sock: Any) -> None:
     The standard loop checks blocking mode only in debug mode; here it is always checked,
     because a blocking socket would freeze the loop and the check costs one C call.
     """
-    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+    if isinstance(sock, _SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
     if sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
@@ -63,23 +67,71 @@ def _check_no_transport(loop: Any, fd: int) -> None:
         raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
 
+class _SockReader(Handle):
+    """A reader registration that may outlive its wait by one loop iteration ("parked").
+
+    Why: a task that reads a socket in a loop (recv, answer, recv again) would otherwise
+    remove its reader when a receive completes and add it back a moment later, two
+    epoll_ctl calls per message. Instead the registration stays until the next iteration;
+    if the task waits again by then, the loop only swaps the handle, with no syscall.
+
+    The hazard of keeping a registration: the socket may be closed meanwhile, which drops
+    the kernel's registration, and its fd number may be reused by a new file that someone
+    registers at once. The loop sees the number still registered and would only swap the
+    handle, so the new file would never be polled. `cancel()` is what the loop calls on
+    such a swap; if our socket no longer owns the fd, it registers the fd with the poller
+    again so the newcomer is polled.
+    """
+
+    __slots__ = ("_sock", "_fd")
+
+    def cancel(self) -> None:
+        if self._cancelled:
+            return
+        super().cancel()
+        loop = self._loop
+        fd = self._fd
+        if self._sock.fileno() == fd or loop._closed:
+            return
+        current = loop._readers.get(fd)
+        mask = loop._interest.get(fd)
+        if current is None or current is self or not mask:
+            return  # being removed, not replaced: the loop unregisters it
+        try:
+            loop._poller.register(fd, mask)
+        except FileExistsError:
+            loop._poller.modify(fd, mask)
+        except OSError:
+            pass  # the new owner closed it too; its own removal will tidy up
+
+
+def _unpark_reader(loop: Any, fd: int, handle: _SockReader) -> None:
+    """One iteration after a wait ended: remove the reader unless it was taken over."""
+    if loop._readers.get(fd) is handle:
+        loop._remove_reader(fd)
+
+
 async def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
     """Run `callback(fut, *args)` each time `sock` is readable until it completes `fut`.
 
-    The reader is removed when the awaiting task resumes, however `fut` ended; that costs
-    no extra ready-queue entry, unlike a done-callback on the future. A handle found
-    cancelled was replaced by a later waiter on the same fd (or removed by its owner), and
-    then the registration is no longer ours to remove.
+    When the waiting task resumes, however `fut` ended, the registration is parked for one
+    iteration (see `_SockReader`) and then removed, unless a new wait took it over. A
+    handle found cancelled was replaced by a later waiter on the same fd (or removed by its
+    owner), and then the registration is no longer ours to remove.
     """
     fd = sock.fileno()
     _check_no_transport(loop, fd)
+    loop._check_closed()
     fut = loop.create_future()
-    handle = loop._add_reader(fd, callback, fut, *args)
+    handle = _SockReader(callback, (fut, *args), loop, None)
+    handle._sock = sock
+    handle._fd = fd
+    loop._add_handle(loop._readers, fd, handle)
     try:
         return await fut
     finally:
-        if not handle._cancelled:
-            loop._remove_reader(fd)
+        if not handle._cancelled and not loop._closed:
+            loop.call_soon(_unpark_reader, loop, fd, handle)
 
 
 async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
@@ -99,7 +151,8 @@ async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any
 
 async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
     """Receive up to `n` bytes from `sock` (at most 64 KiB per call on a stream)."""
-    _check_socket(loop, sock)
+    if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
+        _check_socket(loop, sock)
     if n > _MAX_RECV and sock.type == socket.SOCK_STREAM:
         n = _MAX_RECV
     try:
@@ -126,7 +179,8 @@ def _recv_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
 
 async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
     """Receive into the writable buffer `buf`; return the number of bytes received."""
-    _check_socket(loop, sock)
+    if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
+        _check_socket(loop, sock)
     try:
         return sock.recv_into(buf)
     except _WOULD_BLOCK:
@@ -211,7 +265,8 @@ async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
     If cancelled part-way, an unknown prefix of `data` has been sent (as with asyncio); the
     socket itself stays usable.
     """
-    _check_socket(loop, sock)
+    if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
+        _check_socket(loop, sock)
     try:
         sent = sock.send(data)
     except _WOULD_BLOCK:

@@ -62,6 +62,13 @@ def udp_pair():
 def assert_unregistered(loop, sock):
     fd = sock.fileno()
     assert fd not in loop._readers and fd not in loop._writers
+    assert fd not in loop._interest
+
+
+async def next_iteration():
+    """A finished wait keeps its reader parked for one iteration; let that pass."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 # ------------------------------------------------------------------------ happy paths
@@ -77,6 +84,7 @@ def test_recv_waits_then_returns_data(loop, tcp_pair):
         return await reader
 
     assert run(loop, main()) == b"hello"
+    run(loop, next_iteration())
     assert_unregistered(loop, server)
 
 
@@ -138,6 +146,7 @@ def test_recv_error_propagates(loop, tcp_pair):
 
     with pytest.raises(ConnectionResetError):
         run(loop, main())
+    run(loop, next_iteration())
     assert_unregistered(loop, server)
 
 
@@ -215,6 +224,7 @@ def test_connect_accept_numeric_does_not_use_executor(loop):
                 assert await loop.sock_recv(client, 10) == b"hi"
 
         run(loop, main())
+        run(loop, next_iteration())
         assert loop._default_executor is None
         assert_unregistered(loop, listener)
 
@@ -347,6 +357,97 @@ def test_fd_owned_by_transport_refused(loop, tcp_pair):
         run(loop, loop.sock_recv(server, 10))
 
 
+# ------------------------------------------------- parked readers and fd-number reuse
+
+def test_repeated_recv_keeps_one_registration(loop, tcp_pair):
+    """recv, answer, recv again: the reader is swapped, never removed and re-added."""
+    client, server = tcp_pair
+    calls = []
+    poller = loop._poller
+
+    class CountingPoller:
+        def __getattr__(self, name):
+            attr = getattr(poller, name)
+            if name in ("register", "unregister", "modify"):
+                def counted(*args):
+                    calls.append(name)
+                    return attr(*args)
+                return counted
+            return attr
+
+    async def main():
+        async def echo():
+            for _ in range(20):
+                data = await loop.sock_recv(server, 100)
+                await loop.sock_sendall(server, data)
+
+        echoing = asyncio.ensure_future(echo())
+        for i in range(20):
+            await loop.sock_sendall(client, b"%d" % i)
+            assert await loop.sock_recv(client, 100) == b"%d" % i
+        await echoing
+
+    loop._poller = CountingPoller()
+    try:
+        run(loop, main())
+        run(loop, next_iteration())
+    finally:
+        loop._poller = poller
+    assert_unregistered(loop, server)
+    assert calls.count("register") <= 4, calls  # two sockets, not one per message
+
+
+@pytest.mark.parametrize("register", ["add_reader", "sock_recv"])
+def test_closed_socket_fd_reused_at_once_is_polled(loop, register):
+    """The socket closes while its reader is parked and a new socket gets the same fd
+    number in the same step: the newcomer must still be polled."""
+
+    async def main():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            first = socket.create_connection(listener.getsockname())
+            peer, _ = listener.accept()
+            first.setblocking(False)
+            with peer:
+                # Awaited in this very task, so the rest of this step runs while parked.
+                loop.call_soon(peer.send, b"x")
+                assert await loop.sock_recv(first, 10) == b"x"
+                old_fd = first.fileno()
+                first.close()  # the reader is still parked on old_fd
+                second = socket.create_connection(listener.getsockname())
+                peer2, _ = listener.accept()
+                with second, peer2:
+                    second.setblocking(False)
+                    assert second.fileno() == old_fd  # the lowest free number: reused
+                    if register == "add_reader":
+                        readable = loop.create_future()
+                        loop.add_reader(second, readable.set_result, None)
+                        peer2.send(b"y")
+                        await readable
+                        loop.remove_reader(second)
+                    else:
+                        loop.call_soon(peer2.send, b"y")
+                        assert await loop.sock_recv(second, 10) == b"y"
+                    await next_iteration()
+
+    run(loop, main())
+
+
+def test_closed_socket_while_parked_is_forgotten(loop):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            loop.call_soon(b.send, b"z")
+            assert await loop.sock_recv(a, 10) == b"z"
+            fd = a.fileno()
+            assert fd in loop._readers  # parked
+            a.close()
+            await next_iteration()
+            assert fd not in loop._readers and fd not in loop._interest
+
+    run(loop, main())
+
+
 # ---------------------------------------------------------------------- cancellation
 
 def test_cancelled_recv_leaves_socket_usable(loop, tcp_pair):
@@ -358,6 +459,7 @@ def test_cancelled_recv_leaves_socket_usable(loop, tcp_pair):
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
+        await next_iteration()
         assert_unregistered(loop, server)
         await loop.sock_sendall(client, b"after")
         return await loop.sock_recv(server, 10)
@@ -373,6 +475,7 @@ def test_timed_out_recv_into_leaves_socket_usable(loop, tcp_pair):
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.01):
                 await loop.sock_recv_into(server, buf)
+        await next_iteration()
         assert_unregistered(loop, server)
         client.send(b"x")
         return await loop.sock_recv_into(server, buf)
@@ -418,6 +521,7 @@ def test_cancelled_accept_leaves_listener_usable(loop):
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
+            await next_iteration()
             assert_unregistered(loop, listener)
             with socket.create_connection(listener.getsockname()):
                 conn, _ = await loop.sock_accept(listener)
