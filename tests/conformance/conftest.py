@@ -8,9 +8,10 @@ standard loop, and applies each file's exclusions (see README.md):
   `asyncio.run()` and `unittest.IsolatedAsyncioTestCase` build conveyor loops;
 - CPython's virtual-clock `TestLoop` (what `self.new_test_loop()` builds) is replaced by
   `conveyor.testing.VirtualClockLoop`, which honours the same generator contract;
-- CPython's tests patch `asyncio.base_events.logger` to watch what the loop logs; conveyor's
-  loop logs through the same `logging.getLogger("asyncio")`, and here its module-level name
-  is routed through that attribute so the patches see conveyor's log calls too;
+- CPython's tests patch `asyncio.base_events.logger` (and selector_events', sslproto's, ...)
+  to watch what the loop logs; conveyor logs to the same `logging.getLogger("asyncio")`, and
+  here conveyor's module-level `logger` names are routed through those attributes so the
+  patches see conveyor's log calls too;
 - a test that builds a standard asyncio loop fails: it would not be testing conveyor. Give it
   a conveyor loop or exclude it, with the reason.
 
@@ -26,13 +27,17 @@ is visible in every run, and a failing included test fails the run like any othe
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
 import os
+import pkgutil
+import sys
 import warnings
 
 import pytest
 
 import conveyor
-import conveyor.loop
+import conveyor.transports
 from conveyor import poller as poller_mod
 from conveyor.testing import VirtualClockLoop
 
@@ -41,20 +46,45 @@ from test.test_asyncio import utils as cpython_test_utils
 EXCLUDED_PREFIX = "excluded from conformance: "
 
 
-class _RoutedLogger:
-    """`conveyor.loop.logger`, resolved on every use through `asyncio.base_events.logger`.
+#: Where CPython's tests patch the standard loop's logger (all of them are, unpatched, the
+#: same `logging.getLogger("asyncio")` object conveyor logs to).
+_PATCHED_LOGGER_MODULES = ("base_events", "selector_events", "unix_events", "sslproto",
+                           "base_subprocess", "log")
 
-    Both names refer to the same `logging.getLogger("asyncio")` object unless a test patches
-    the standard loop's module attribute with a mock; then conveyor's log calls reach the mock
-    exactly as the standard loop's would.
+
+class _RoutedLogger:
+    """A conveyor module's `logger`, resolved on every use through the standard loop's names.
+
+    Unpatched, every name is the `asyncio` logger itself. When a test replaces one of them
+    with a mock (`mock.patch('asyncio.base_events.logger')`), conveyor's log calls reach the
+    mock exactly as the standard loop's would.
     """
 
+    def __init__(self, real: logging.Logger) -> None:
+        self._real = real
+
     def __getattr__(self, name):
-        import asyncio.base_events  # test harness only: this is the name the tests patch
-        return getattr(asyncio.base_events.logger, name)
+        for module_name in _PATCHED_LOGGER_MODULES:
+            module = importlib.import_module(f"asyncio.{module_name}")
+            current = getattr(module, "logger", self._real)
+            if current is not self._real:
+                return getattr(current, name)
+        return getattr(self._real, name)
 
 
-conveyor.loop.logger = _RoutedLogger()
+def _route_conveyor_loggers() -> None:
+    # Import the core and transport modules first (some are imported lazily by the loop).
+    for package in (conveyor, conveyor.transports):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            if not info.ispkg and not info.name.rpartition(".")[2].startswith("_"):
+                importlib.import_module(info.name)
+    real = logging.getLogger("asyncio")
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith("conveyor") and getattr(module, "logger", None) is real:
+            module.logger = _RoutedLogger(real)
+
+
+_route_conveyor_loggers()
 cpython_test_utils.TestLoop = VirtualClockLoop
 
 
