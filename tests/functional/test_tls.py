@@ -17,16 +17,21 @@ import socket
 import ssl
 import threading
 
+import shutil
+import subprocess
+
 import pytest
 
 import conveyor
 from conveyor.transports.tls import TLSProtocol, SSLTransport
 
-cryptography = pytest.importorskip("cryptography", reason="test dependency for certificates")
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError:  # the openssl command line tool makes the same certificates
+    x509 = None
 
 TIMEOUT = 20
 
@@ -76,9 +81,42 @@ def _write_pair(directory, stem, cert, key) -> tuple[str, str]:
     return cert_path, key_path
 
 
+def _openssl_certs(directory: str) -> dict:
+    """The same CA, server and client certificates, made with the openssl command."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec_key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=conveyor test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    leaves = {"server": ("localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                      "extendedKeyUsage=serverAuth\n"),
+              "client": ("conveyor client", "extendedKeyUsage=clientAuth\n")}
+    for stem, (common_name, extensions) in leaves.items():
+        with open(os.path.join(directory, f"{stem}.ext"), "w") as f:
+            f.write(extensions + "basicConstraints=critical,CA:FALSE\n"
+                    "authorityKeyIdentifier=keyid\n")
+        openssl("req", *ec_key, "-keyout", f"{stem}.key", "-out", f"{stem}.csr",
+                "-subj", f"/CN={common_name}")
+        openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", f"{stem}.ext",
+                "-out", f"{stem}.pem")
+    path = lambda name: os.path.join(directory, name)  # noqa: E731
+    return {"ca": path("ca.pem"),
+            "server": (path("server.pem"), path("server.key")),
+            "client": (path("client.pem"), path("client.key"))}
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("tls"))
+    if x509 is None:
+        if shutil.which("openssl") is None:
+            pytest.skip("needs the cryptography package (pip install -e '.[test]') or the "
+                        "openssl command line tool to make test certificates")
+        return _openssl_certs(directory)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _issue("conveyor test CA", _name("conveyor test CA"), ca_key, ca_key, ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
