@@ -202,12 +202,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
-        was_handshaking = self._state is _State.HANDSHAKE
         self._state = _State.CLOSED
         self._pending_writes.clear()
         self._mark_app_closed()
-        if was_handshaking:
-            self._wake_waiter(exc or ConnectionResetError("Connection lost during SSL handshake"))
+        # Whatever ended it, a handshake still awaited must not be awaited forever.
+        self._wake_waiter(exc or ConnectionResetError("Connection lost during SSL handshake"))
         if self._app_connected and not self._app_lost:
             self._app_lost = True
             self._loop.call_soon(self._app_protocol.connection_lost, exc)
@@ -337,15 +336,22 @@ class TLSProtocol(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ incoming
 
     def _process_incoming(self) -> None:
-        state = self._state
-        if state is _State.WRAPPED:
-            if not self._app_reading_paused:
-                self._read_app_data()
-        elif state is _State.HANDSHAKE:
-            if self._transport is not None:
-                self._do_handshake()
-        elif state is _State.SHUTDOWN:
-            self._continue_shutdown()
+        try:
+            state = self._state
+            if state is _State.WRAPPED:
+                if not self._app_reading_paused:
+                    self._read_app_data()
+            elif state is _State.HANDSHAKE:
+                if self._transport is not None:
+                    self._do_handshake()
+            elif state is _State.SHUTDOWN:
+                self._continue_shutdown()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # The application's callback raised: report it and drop the connection, as the
+            # standard loop does, rather than leave a half-read TLS stream open.
+            self._fatal_error(exc, "Fatal error on SSL protocol")
 
     def _read_app_data(self) -> None:
         """Decrypt everything the incoming BIO holds and hand it to the application."""
@@ -567,6 +573,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         elif self._loop.get_debug():
             logger.debug("%r: %s", self, message, exc_info=True)
         self._abort(exc)
+        self._wake_waiter(exc)
 
     def _cancel_handshake_timer(self) -> None:
         if self._handshake_timer is not None:
@@ -601,13 +608,19 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _read_after_resume(self) -> None:
         self._read_scheduled = False
-        if self._state is _State.WRAPPED and not self._app_reading_paused:
+        if self._state is not _State.WRAPPED or self._app_reading_paused:
+            return
+        try:
             if self._eof_pending:
                 self._deliver_raw_eof()
                 if self._transport is not None:
                     self._transport.close()
             else:
                 self._read_app_data()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
 
     def _get_extra_info(self, name: str, default: Any = None) -> Any:
         if name in self._extra:

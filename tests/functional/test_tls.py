@@ -1122,3 +1122,69 @@ def test_eof_without_close_notify_waits_for_resume_reading(loop, certs):
         await close_server(server)
 
     run(loop, main())
+
+
+def test_shutdown_timeout_when_peer_never_answers_close_notify(loop, certs):
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        release = threading.Event()
+        errors = []
+
+        def silent_peer():
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(TIMEOUT)
+                with server_context(certs).wrap_socket(conn, server_side=True):
+                    release.wait(TIMEOUT)   # never reads, never sends close_notify
+            except Exception as exc:  # reported to the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=silent_peer)
+        thread.start()
+        try:
+            transport, client = await tls_connect(loop, Recorder, listener.getsockname()[1],
+                                                  client_context(certs),
+                                                  ssl_shutdown_timeout=0.3)
+            start = loop.time()
+            transport.close()
+            exc = await client.lost
+            assert isinstance(exc, TimeoutError) and "SSL shutdown timed out" in str(exc)
+            assert 0.2 < loop.time() - start < 5
+            assert client.events == ["made", "lost"]
+        finally:
+            release.set()
+            await loop.run_in_executor(None, thread.join, TIMEOUT)
+            listener.close()
+        assert errors == []
+
+    run(loop, main())
+
+
+def test_application_callback_error_is_reported_and_drops_connection(loop, certs):
+    async def main():
+        class Faulty(Recorder):
+            def data_received(self, data):
+                raise RuntimeError("application bug")
+
+        protocols = []
+
+        def factory():
+            protocols.append(Faulty())
+            return protocols[-1]
+
+        reported = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        server = await tls_server(loop, factory, server_context(certs))
+        transport, client = await tls_connect(loop, Recorder, port_of(server),
+                                              client_context(certs))
+        transport.write(b"boom")
+        exc = await protocols[0].lost
+        assert isinstance(exc, RuntimeError)
+        assert protocols[0].events == ["made", "lost"]
+        assert [c["message"] for c in reported] == ["Fatal error on SSL protocol"]
+        assert isinstance(reported[0]["exception"], RuntimeError)
+        await client.lost
+        transport.close()
+        await close_server(server)
+
+    run(loop, main())
