@@ -295,8 +295,11 @@ class SocketTransport(asyncio.Transport):
                 return
             if sent == len(data):
                 return
-            # Keep our own copy: the caller may reuse a bytearray once write() returns.
-            data = bytes(memoryview(data)[sent:])
+            if type(data) is bytes:
+                data = memoryview(data)[sent:]  # bytes cannot change: no copy needed
+            else:
+                # Keep our own copy: the caller may reuse a bytearray once write() returns.
+                data = bytes(memoryview(data)[sent:])
             self._loop._add_writer(self._fd, self._write_ready)
         elif type(data) is not bytes:
             data = bytes(data)

@@ -865,3 +865,14 @@ def test_sendfile_refuses_text_files_and_closing_transports(loop):
         await server.wait_closed()
 
     run(loop, main())
+
+
+def test_interleave_orders_families_alternately():
+    from conveyor.net import _interleave
+
+    six = [(socket.AF_INET6, 1, 6, "", (f"::{i}", 1)) for i in range(1, 4)]
+    four = [(socket.AF_INET, 1, 6, "", (f"10.0.0.{i}", 1)) for i in range(1, 3)]
+    infos = six + four
+    assert _interleave(infos, 1) == [six[0], four[0], six[1], four[1], six[2]]
+    assert _interleave(infos, 2) == [six[0], six[1], four[0], six[2], four[1]]
+    assert _interleave(four, 1) == four
