@@ -87,6 +87,22 @@ def _stop_when_done(fut: asyncio.Future) -> None:
     fut.get_loop().stop()
 
 
+def _handler_context(context: dict) -> Any:
+    """The contextvars context a custom exception handler runs in: that of the failing task,
+    future or handle, so the handler sees the variables the failing code had set (asyncio does
+    this from 3.12, where tasks and handles gained get_context(); before, there is none)."""
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    get_context = getattr(thing, "get_context", None)
+    if get_context is None:
+        return None
+    ctx = get_context()
+    return ctx if hasattr(ctx, "run") else None
+
+
 def _describe(handle: Any) -> str:
     """A handle's description for logs; a task step is named by its task, as asyncio does."""
     owner = getattr(handle._callback, "__self__", None)
@@ -672,7 +688,11 @@ class EventLoop(asyncio.AbstractEventLoop):
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            run_in = _handler_context(context)
+            if run_in is not None:
+                run_in.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

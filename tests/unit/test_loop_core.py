@@ -590,3 +590,25 @@ def test_install_makes_asyncio_run_use_conveyor():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             asyncio.set_event_loop_policy(old_policy)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="asyncio runs the handler in the failing code's context from 3.12")
+def test_custom_handler_runs_in_the_failing_callbacks_context(loop, handler_calls):
+    handler_calls.expected = True
+    name = contextvars.ContextVar("name", default="outside")
+    seen = []
+
+    def handler(_loop, context):
+        seen.append(name.get())
+        handler_calls.append(context)
+
+    def failing_callback():
+        name.set("inside")
+        raise ValueError("boom")
+
+    loop.set_exception_handler(handler)
+    loop.call_soon(failing_callback)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ["inside"]
