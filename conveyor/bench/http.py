@@ -13,7 +13,9 @@ Workloads for ``python -m conveyor bench http``:
 ``python -m conveyor.bench.http report`` prints what the harness's table cannot: requests/s
 with p50/p99 latency for each loop, RSS per idle connection in KiB, and the same wrk run
 against nginx (one worker, fixed response) to show that wrk can go faster than every loop,
-so the loop, not the load generator, is what is measured.
+so the loop, not the load generator, is what is measured. The "wrk CPU" column is wrk's own
+CPU time over its run (100% = the one core its thread can use, with -t1): a figure well
+below that means wrk was waiting for the server, not the other way round.
 """
 
 from __future__ import annotations
@@ -120,11 +122,18 @@ def run_wrk(port: int, connections: int, duration: float, threads: int = 1) -> d
     seconds = max(1, round(duration))
     cmd = [_wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
            f"http://127.0.0.1:{port}/"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                           stdin=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {proc.stderr.strip()[-2000:]}")
-    return parse_wrk(proc.stdout)
+    result = parse_wrk(proc.stdout)
+    # wrk's own CPU time over its run: near `threads` (cores fully busy) would mean wrk,
+    # not the server, sets the pace; well below it, wrk was waiting for the server.
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["client_cpu"] = cpu / result["seconds"]
+    return result
 
 
 # ------------------------------------------------------------------------ workloads
@@ -266,6 +275,7 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
+        server_tokens off;
         location / {{ default_type text/plain; return 200 "Hello, World!"; }}
     }}
 }}
@@ -366,6 +376,7 @@ def _report_main(argv: list[str]) -> int:
             "rate": median([r["rate"] for r in ok]),
             "p50": median([r.get("p50", float("nan")) for r in ok]),
             "p99": median([r.get("p99", float("nan")) for r in ok]),
+            "client_cpu": median([r.get("client_cpu", float("nan")) for r in ok]),
             "errors": [r["error"] for r in (*runs, idle) if "error" in r],
             "kib_per_conn": idle.get("bytes_per_connection", float("nan")) / 1024,
         }))
@@ -378,6 +389,7 @@ def _report_main(argv: list[str]) -> int:
                 "rate": median([r["rate"] for r in runs]),
                 "p50": median([r.get("p50", float("nan")) for r in runs]),
                 "p99": median([r.get("p99", float("nan")) for r in runs]),
+                "client_cpu": median([r.get("client_cpu", float("nan")) for r in runs]),
                 "errors": [], "kib_per_conn": float("nan")}))
         except RuntimeError as exc:
             rows.append(("nginx (reference)", str(exc)))
@@ -386,13 +398,14 @@ def _report_main(argv: list[str]) -> int:
           f"median of {ns.repeat}; idle RSS with {ns.idle} connections; "
           f"Python {sys.version.split()[0]}")
     print(f"{'server':<20} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'KiB/idle conn':>14}")
+          f"{'KiB/idle conn':>14} {'wrk CPU':>8}")
     for name, row in rows:
         if isinstance(row, str):
             print(f"{name:<20} unavailable: {row}")
             continue
         print(f"{name:<20} {row['rate']:>11,.0f} {row['p50'] * 1e3:>8.2f} "
-              f"{row['p99'] * 1e3:>8.2f} {row['kib_per_conn']:>14.2f}"
+              f"{row['p99'] * 1e3:>8.2f} {row['kib_per_conn']:>14.2f} "
+              f"{row['client_cpu']:>7.0%}"
               + (f"  errors: {row['errors']}" if row["errors"] else ""))
     return 0
 
