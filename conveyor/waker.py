@@ -5,8 +5,11 @@ interrupt the poll. An eventfd on Linux (one fd, 8-byte counter writes that neve
 non-blocking pipe elsewhere.
 
 Writes are coalesced: while one wake-up is pending, further callers skip the syscall. The flag
-is cleared *before* draining, so a wake-up that races with the drain is never lost: at worst it
-costs one spurious extra iteration.
+is cleared *after* draining. Cleared before, a wake() landing between the clear and the read
+would set the flag, write, and have its write consumed by that read: the flag would stay set
+with nothing left to drain, and every later wake() would be skipped for good. Cleared after, a
+wake() that sees the flag still set has already appended its callback, which the loop runs
+next iteration anyway; one that comes later writes again. At worst one spurious iteration.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class Waker:
             pass  # full pipe or closed race: the loop is awake or gone either way
 
     def drain(self) -> None:
-        self._pending = False
         try:
             if self._eventfd:
                 os.eventfd_read(self._rfd)
@@ -54,6 +56,7 @@ class Waker:
                     pass
         except (BlockingIOError, InterruptedError):
             pass
+        self._pending = False  # after the read: see the module docstring
 
     def close(self) -> None:
         rfd, wfd = self._rfd, self._wfd
