@@ -102,7 +102,17 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._closed = False
         self._pid = self._proc.pid
         self._extra["subprocess"] = self._proc
-        self._watch = ChildWatch(loop, self._pid, self._process_exited, self._proc)
+        try:
+            self._watch = ChildWatch(loop, self._pid, self._process_exited, self._proc)
+        except BaseException:
+            # Nobody would ever reap it: end it here, synchronously, and drop its pipes.
+            self._closed = True
+            self._proc.kill()
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+            raise
         if loop.get_debug():
             logger.debug("process %r created: pid %s", args, self._pid)
 
@@ -274,6 +284,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
 async def _start(loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
                  stdin: Any, stdout: Any, stderr: Any, bufsize: int,
                  **popen_kwargs: Any) -> SubprocessTransport:
+    loop._check_closed()  # before spawning: a closed loop could never reap the child
     transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr,
                                     bufsize, **popen_kwargs)
     waiter = loop.create_future()

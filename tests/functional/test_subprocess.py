@@ -400,3 +400,34 @@ def test_a_raising_protocol_does_not_break_the_transport():
     assert proto.events[-1] == "lost" and proto.events.count("lost") == 1
     assert sorted(type(e).__name__ for e in seen) == ["KeyError", "ZeroDivisionError"]
     assert_no_children()
+
+
+def test_a_closed_loop_spawns_nothing():
+    loop = conveyor.new_event_loop()
+    loop.close()
+    coro = loop.subprocess_exec(asyncio.SubprocessProtocol, "true")
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        coro.send(None)
+    assert_no_children()
+
+
+def test_a_failing_child_watch_kills_and_reaps_the_child(monkeypatch):
+    """If the exit cannot be watched, the child must not be left running or a zombie."""
+    before = open_fds()
+    loop = conveyor.new_event_loop()
+
+    def refuse(*args, **kwargs):
+        raise OSError("cannot watch")
+
+    monkeypatch.setattr("conveyor.transports.subprocess.ChildWatch", refuse)
+
+    async def main():
+        with pytest.raises(OSError, match="cannot watch"):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30")
+
+    try:
+        run(loop, main())
+    finally:
+        loop.close()
+    assert open_fds() == before
+    assert_no_children()
