@@ -26,6 +26,8 @@ import sys
 import warnings
 from typing import Any, Callable
 
+from ..dns import numeric_address
+
 logger = logging.getLogger("asyncio")
 
 #: One UDP datagram never exceeds 64 KiB, so one recvfrom of this size reads any of them.
@@ -414,8 +416,7 @@ async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: i
 
 
 async def _resolve(loop: Any, addr: tuple, family: int, proto: int, flags: int) -> list:
-    from ..dns import numeric_address
-
+    """getaddrinfo entries for `addr`; a numeric address skips the executor."""
     entry = numeric_address(addr[0], addr[1], family, socket.SOCK_DGRAM, proto)
     if entry is not None:
         return [entry]
