@@ -38,4 +38,8 @@ EXCLUDED: dict[str, str] = {
         "patches asyncio.coroutines._is_debug_mode, the private function through which the "
         "standard loop reads -X dev and PYTHONASYNCIODEBUG; conveyor reads the same flags "
         "itself (tests/unit/test_loop_core.py checks them)",
+    # 3.13+ only:
+    "ConveyorRunTests.test_loop_factory_default_event_loop":
+        "runs asyncio.run(loop_factory=asyncio.EventLoop) and checks that the loop is the "
+        "standard SelectorEventLoop: a test of the standard loop, not of the runner",
 }
