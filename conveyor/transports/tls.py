@@ -149,6 +149,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._raw_writing_paused = False
         self._read_scheduled = False
         self._eof_pending = False       # raw EOF seen while the application paused reading
+        self._app_eof_done = False      # eof_received was called
         self._closed_writes = 0
         self._app_protocol: asyncio.BaseProtocol = app_protocol
         self._app_buffered = isinstance(app_protocol, asyncio.BufferedProtocol)
@@ -440,9 +441,14 @@ class TLSProtocol(asyncio.BufferedProtocol):
         return False
 
     def _app_eof(self) -> None:
-        """close_notify or EOF from the peer: the application hears eof_received once."""
-        if not self._app_connected or self._app_lost:
+        """close_notify or EOF from the peer: the application hears eof_received once.
+
+        Also on the side that closed first, when the peer's answering close_notify arrives:
+        the standard loop does that too, and protocols written for it count on it.
+        """
+        if not self._app_connected or self._app_lost or self._app_eof_done:
             return
+        self._app_eof_done = True
         try:
             keep_open = self._app_protocol.eof_received()
         except (SystemExit, KeyboardInterrupt):
@@ -508,8 +514,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
             self._flush()
             self._close_raw(exc)
             return
-        self._flush()
-        self._close_raw(None)
+        self._shutdown_complete()
 
     def _continue_shutdown(self) -> None:
         """Discard application data until the peer's close_notify, then close."""
@@ -519,7 +524,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
             self._sslobj.unwrap()
         except ssl.SSLError:
             pass
+        self._shutdown_complete()
+
+    def _shutdown_complete(self) -> None:
+        """Both close_notify alerts are exchanged: tell the application, close the socket."""
         self._flush()
+        self._app_eof()
         self._close_raw(None)
 
     def _drain_until_close_notify(self) -> bool:
