@@ -23,7 +23,7 @@ loop. If the loop has ``_on_close(callback)`` (conveyor's loop does) the pool sh
 the loop closes; on other loops it shuts down when the loop is garbage-collected. Worker
 threads are daemon threads, started on demand up to the bound, and they exit at shutdown.
 Shutdown does not wait for a call still running in a thread (a read from a FIFO may never
-end); a job that had not started is dropped.
+end); a job that had not started is dropped, unless it is a close.
 """
 
 from __future__ import annotations
@@ -86,9 +86,25 @@ class Job:
                 future.set_result(self.value)
             else:
                 future.set_exception(self.error)
-                self.error = None  # the future holds it now; don't keep a traceback cycle
         elif self.on_orphan is not None:
             self.on_orphan(self)
+
+    def abandon(self, on_orphan: Callable[[Job], None]) -> None:
+        """The awaiting task was cancelled: call ``on_orphan(job)`` once the job has finished
+        (at once if it already has), with ``ran``, ``value`` and ``error`` telling what the
+        thread did. Loop thread only.
+
+        The job may have finished in any of three ways: not yet (the future was cancelled
+        and the thread is still running), already with the future cancelled (the pool
+        delivered the result between the cancel and the task's resumption), or already with
+        the result set on the future (the task was cancelled after the result arrived).
+        """
+        if not self.done:
+            self.on_orphan = on_orphan
+            return
+        if not self.future.cancelled():
+            self.future.exception()  # retrieved here: the task will never look at it
+        on_orphan(self)
 
 
 class FilePool:
@@ -133,15 +149,21 @@ class FilePool:
         return job
 
     def shutdown(self) -> None:
-        """Stop the workers; jobs still queued are dropped. Safe to call twice."""
+        """Stop the workers; queued jobs are dropped, except ``always`` ones (closes).
+        Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        keep = []
         try:
             while True:
-                self._jobs.get_nowait()
+                job = self._jobs.get_nowait()
+                if job is not None and job.always:
+                    keep.append(job)  # a close: it runs, or a descriptor leaks
         except queue.Empty:
             pass
+        for job in keep:
+            self._jobs.put(job)
         with self._lock:
             count = len(self._threads)
         for _ in range(count):

@@ -331,12 +331,7 @@ class AsyncFile:
             else:
                 follow.future.add_done_callback(follow_done)
 
-        if job.done:  # the thread's result arrived, but the task was cancelled before it ran
-            if not job.future.cancelled():
-                job.error = job.future.exception()
-            orphaned(job)
-        else:
-            job.on_orphan = orphaned
+        job.abandon(orphaned)
 
     def _stands(self, job: Job) -> None:
         """Undo for calls whose effect stands: only report a failure nobody else will see."""
@@ -454,11 +449,7 @@ async def _open(*args: Any) -> AsyncFile:
     try:
         sync_file, seekable = await job.future
     except asyncio.CancelledError:
-        if job.done and not job.future.cancelled():
-            _close_orphan(pool, job.future.result()[0])
-        else:
-            job.on_orphan = lambda job: (
-                job.ran and job.error is None and _close_orphan(pool, job.value[0]))
+        job.abandon(lambda job: _close_orphan(pool, job))
         raise
     return AsyncFile(sync_file, pool, seekable)
 
@@ -475,9 +466,10 @@ def _open_sync(file: AnyPath, mode: str, buffering: int, encoding: str | None,
         raise
 
 
-def _close_orphan(pool: FilePool, sync_file: Any) -> None:
-    """Close a file that was opened for a caller who was cancelled meanwhile."""
-    pool.submit(sync_file.close, (), True).future.add_done_callback(_swallow)
+def _close_orphan(pool: FilePool, job: Job) -> None:
+    """Close the file an open job got for a caller who was cancelled meanwhile."""
+    if job.ran and job.error is None:
+        pool.submit(job.value[0].close, (), True).future.add_done_callback(_swallow)
 
 
 def _swallow(future: asyncio.Future) -> None:
