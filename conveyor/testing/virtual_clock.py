@@ -43,8 +43,11 @@ class VirtualClockLoop(EventLoop):
     def __init__(self, gen: TimeGenerator | None = None) -> None:
         super().__init__()
         if gen is None:
+            # No generator: the clock moves only by advance_time(). (TestLoop's default
+            # generator stops at the first deadline instead, failing any timer.)
             def gen():
-                yield
+                while True:
+                    yield 0
             self._check_on_close = False
         else:
             self._check_on_close = True
