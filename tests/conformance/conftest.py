@@ -152,7 +152,7 @@ def _poller_name() -> str:
 
 
 def pytest_terminal_summary(terminalreporter):
-    counts = {"passed": 0, "excluded": 0, "skipped by CPython": 0, "failed": 0}
+    counts = {"passed": 0, "excluded": 0, "skipped here": 0, "failed": 0}
     seen = False
     for key in ("passed", "failed", "error", "skipped"):
         for report in terminalreporter.stats.get(key, []):
@@ -168,7 +168,7 @@ def pytest_terminal_summary(terminalreporter):
                 if EXCLUDED_PREFIX in str(reason):
                     counts["excluded"] += 1
                 else:
-                    counts["skipped by CPython"] += 1
+                    counts["skipped here"] += 1
     if seen:
         summary = ", ".join(f"{n} {what}" for what, n in counts.items())
         terminalreporter.write_line(f"conformance [poller={_poller_name()}]: {summary}")
