@@ -3,9 +3,11 @@
 Every coroutine tries the syscall first and waits on readiness only when it would block,
 because on a busy connection the data is usually already there (an echo server's `recv`
 after its own `send`, a `sendall` into an empty socket buffer). When it must wait, it
-registers a reader or writer callback with the loop and removes it again when the waiting
-task resumes, whether the operation finished, failed or was cancelled: so a cancelled
-`sock_recv` leaves the socket registered for nothing and usable by the next call.
+registers a reader or writer callback with the loop and gives it up when the waiting task
+resumes, whether the operation finished, failed or was cancelled: so a cancelled
+`sock_recv` leaves the socket registered for nothing and usable by the next call. (A reader
+is kept one more loop iteration before it is removed, so a task that receives in a loop
+does not pay two epoll_ctl calls per message; see `_SockReader`.)
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
 make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
