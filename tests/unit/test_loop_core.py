@@ -280,6 +280,29 @@ def test_reader_and_writer_on_the_same_fd_both_run(loop):
         b.close()
 
 
+def test_cancelling_sock_recv_is_prompt_and_unregisters_the_fd(loop):
+    r, w = socket.socketpair()
+    r.setblocking(False)
+    try:
+        async def main():
+            receiving = loop.create_task(loop.sock_recv(r, 1))
+            await asyncio.sleep(0)  # now waiting for readability
+            loop.call_soon(receiving.cancel)
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
+            return receiving
+
+        receiving = run(loop, main())
+        assert receiving.cancelled()
+        assert r.fileno() not in loop._readers
+        # The socket is usable again at once, by anyone.
+        w.send(b"z")
+        assert run(loop, loop.sock_recv(r, 1)) == b"z"
+    finally:
+        r.close()
+        w.close()
+
+
 def test_add_reader_refuses_bad_file_objects(loop):
     with pytest.raises(ValueError, match="Invalid file"):
         loop.add_reader(object(), lambda: None)
