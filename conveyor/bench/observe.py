@@ -84,7 +84,9 @@ def _mode_setup(mode: str, loop: Any) -> Callable[[], None]:
     return lambda: None
 
 
-WORKLOADS: dict[str, Callable[[float], Any]] = {
+#: Not named WORKLOADS: this module is a script over other suites' workloads, not a suite
+#: of its own for ``python -m conveyor bench``.
+OBSERVED_WORKLOADS: dict[str, Callable[[float], Any]] = {
     "callbacks": lambda duration: core.callbacks(total=300_000),
     "proto_echo": lambda duration: net.proto_echo(duration=duration, warmup=0.3),
     "streams_echo": lambda duration: net.streams_echo(duration=duration, warmup=0.3),
@@ -105,7 +107,7 @@ def measure(workload: str, mode: str, duration: float) -> tuple[float, float]:
         try:
             started = time.perf_counter()
             cpu_started = time.process_time()
-            result = loop.run_until_complete(WORKLOADS[workload](duration))
+            result = loop.run_until_complete(OBSERVED_WORKLOADS[workload](duration))
             cpu = time.process_time() - cpu_started
             elapsed = time.perf_counter() - started
         finally:
@@ -128,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--duration", type=float, default=1.5,
                         help="seconds per echo run (default 1.5)")
-    parser.add_argument("--only", default=",".join(WORKLOADS),
-                        help="comma-separated workloads: " + ", ".join(WORKLOADS))
+    parser.add_argument("--only", default=",".join(OBSERVED_WORKLOADS),
+                        help="comma-separated workloads: " + ", ".join(OBSERVED_WORKLOADS))
     parser.add_argument("--modes", default=",".join(MODES))
     ns = parser.parse_args(argv)
     modes = [m for m in ns.modes.split(",") if m]
