@@ -255,3 +255,23 @@ def test_task_of_recognises_steps_and_wakeups_only(loop):
     assert ("get_name", None) in named
     assert ("set_result", None) in named
     assert any(t is task for _, t in named)
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"),
+                    reason="eager tasks arrived in Python 3.12")
+def test_eager_task_that_finishes_at_once_is_reported_done(loop):
+    recorder = Recorder()
+    conveyor.add_instrument(recorder, loop)
+    loop.set_task_factory(asyncio.eager_task_factory)
+
+    async def immediate():
+        return 5
+
+    async def main():
+        task = loop.create_task(immediate())
+        assert task.done()
+        return task
+
+    task = loop.run_until_complete(main())
+    events = [call[0] for call in recorder.calls if len(call) > 1 and call[1] is task]
+    assert events == ["task_created", "task_done"]
