@@ -134,6 +134,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._extra: dict[str, Any] = {"sslcontext": sslcontext}
         self._raw_view, self._plain_view = _shared_buffers()
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._handshake_started = 0.0
         self._shutdown_timer: asyncio.TimerHandle | None = None
         self._pending_writes: list[bytes] = []   # application writes before the handshake
         #: True while this module is calling into the application: ciphertext waits in the
@@ -162,6 +163,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._handshake_started = self._loop.time()
         self._handshake_timer = self._loop.call_later(
             self._handshake_timeout, self._on_handshake_timeout)
         self._do_handshake()
@@ -279,7 +281,8 @@ class TLSProtocol(asyncio.BufferedProtocol):
                            compression=sslobj.compression(), ssl_object=sslobj)
         self._state = _State.WRAPPED
         if self._loop.get_debug():
-            logger.debug("%r: SSL handshake complete", self)
+            took = self._loop.time() - self._handshake_started
+            logger.debug("%r: SSL handshake took %.1f ms", self, took * 1e3)
         if self._pending_writes:
             for data in self._pending_writes:
                 sslobj.write(data)
