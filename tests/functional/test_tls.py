@@ -1211,3 +1211,22 @@ def test_application_callback_error_is_reported_and_drops_connection(loop, certs
         await close_server(server)
 
     run(loop, main())
+
+
+def test_hundred_concurrent_handshakes(loop, certs):
+    async def main():
+        server = await tls_server(loop, lambda: Recorder(echo=True), server_context(certs))
+        ctx = client_context(certs)
+        pairs = await asyncio.gather(*(tls_connect(loop, Recorder, port_of(server), ctx)
+                                       for _ in range(100)))
+        for index, (transport, _client) in enumerate(pairs):
+            transport.write(b"%d;" % index)
+        for index, (_transport, client) in enumerate(pairs):
+            while client.data != b"%d;" % index:
+                await asyncio.sleep(0.01)
+        for transport, _client in pairs:
+            transport.close()
+        await asyncio.gather(*(client.lost for _transport, client in pairs))
+        await close_server(server)
+
+    run(loop, main())
