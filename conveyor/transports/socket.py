@@ -196,7 +196,7 @@ class SocketTransport(asyncio.Transport):
             self._read_eof()
             return
         try:
-            self._data_received(bytes(self._rbuf[:nbytes]))
+            self._data_received(self._rbuf[:nbytes].tobytes())
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
