@@ -117,8 +117,8 @@ class FilePool:
         self._create_future = weakref.WeakMethod(loop.create_future)
         self._max = _check_workers(max_workers)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # one token per worker waiting for a job
-        self._lock = threading.Lock()        # guards _threads, _finished, _drain_due
+        self._idle = 0                       # workers waiting for a job and not yet claimed
+        self._lock = threading.Lock()        # guards _idle, _threads, _finished, _drain_due
         self._threads: set[threading.Thread] = set()
         self._finished: list[Job] = []
         self._drain_due = False
@@ -142,10 +142,11 @@ class FilePool:
             raise RuntimeError("the event loop of this file pool is gone")
         job = Job(fn, args, make(), always)
         self._jobs.put(job)
-        if not self._idle.acquire(blocking=False):
-            with self._lock:
-                if len(self._threads) < self._max:
-                    self._start_worker()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # claim a waiting worker: it will take this job
+            elif len(self._threads) < self._max:
+                self._start_worker()
         return job
 
     def shutdown(self) -> None:
@@ -204,7 +205,7 @@ class FilePool:
                 if len(self._threads) > self._max:  # the bound was lowered: leave
                     self._threads.discard(me)
                     return
-            self._idle.release()
+                self._idle += 1
         with self._lock:
             self._threads.discard(me)
 
