@@ -577,7 +577,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def set_default_executor(self, executor) -> None:
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor")
+            raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:

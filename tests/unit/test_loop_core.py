@@ -404,6 +404,17 @@ def test_a_closed_loop_refuses_work():
         loop.run_forever()
 
 
+def test_stop_before_run_forever_runs_one_quick_iteration(loop):
+    ran = []
+    loop.call_later(30, ran.append, "far timer")
+    loop.call_soon(ran.append, "ready")
+    loop.stop()
+    started = time.monotonic()
+    loop.run_forever()  # polls with timeout 0, runs what is ready, returns
+    assert time.monotonic() - started < 5
+    assert ran == ["ready"]
+
+
 def test_run_forever_refuses_to_nest(loop):
     async def nested():
         with pytest.raises(RuntimeError, match="already running"):
