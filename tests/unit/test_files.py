@@ -754,3 +754,17 @@ def test_cancelled_path_call_does_not_break_the_pool(loop, tmp_path):
         assert (await files.stat(tmp_path)).st_mode
 
     run(loop, main())
+
+
+def test_bench_fs_workloads_run():
+    """The fs bench suite's workloads work (tiny sizes); aiofiles only if installed."""
+    from conveyor.bench import fs
+
+    names = {w.name for w in fs.WORKLOADS}
+    assert names == {"open_file", "aiofiles", "sync"}
+    for workload in fs.WORKLOADS:
+        if workload.name == "aiofiles":
+            pytest.importorskip("aiofiles")
+        with asyncio.Runner(loop_factory=conveyor.new_event_loop) as runner:
+            ops, seconds = runner.run(workload.func(count=10, size=1024))
+        assert ops == 10 and seconds > 0
