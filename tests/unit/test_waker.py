@@ -1,7 +1,8 @@
 """The wake-up path: call_soon_threadsafe must always interrupt a loop asleep in the kernel.
 
-The loop here has no timers, so a lost wake-up means sleeping forever; each round waits for
-its callback with a deadline, and a miss fails the test instead of hanging it.
+The loop here has only a slow guard timer (every 3 s), so a lost wake-up leaves the callback
+unrun for far longer than the 1 s each round allows: the miss is recorded, and the guard timer
+(which needs no wake-up) then stops the loop so the test fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -27,12 +28,21 @@ def test_every_threadsafe_call_wakes_an_idle_loop():
             for i in range(rounds):
                 ran.clear()
                 loop.call_soon_threadsafe(ran.set)
-                if not ran.wait(5):
+                if not ran.wait(1):
                     stalls.append(i)
                     return
         finally:
+            finished.set()
             loop.call_soon_threadsafe(loop.stop)
 
+    def guard():
+        if finished.is_set():
+            loop.stop()
+        else:
+            loop.call_later(3, guard)
+
+    finished = threading.Event()
+    loop.call_later(3, guard)
     thread = threading.Thread(target=producer)
     thread.start()
     try:
