@@ -46,4 +46,8 @@ EXCLUDED: dict[str, str] = {
     _C + "test_check_thread": _BUILDS_STANDARD_LOOP + " (a second loop in the thread)",
     _C + "test_create_task": _BUILDS_STANDARD_LOOP,
     _C + "test_default_exc_handler_broken": _BUILDS_STANDARD_LOOP,
+    # 3.13+ only:
+    _C + "test_custom_run_forever_integration":
+        "drives the standard loop's private _run_forever_setup/_run_forever_cleanup hooks "
+        "(3.13), which conveyor's run_forever does not split out",
 }
