@@ -1,14 +1,19 @@
 """Async file I/O: open, read, write and walk files without blocking the event loop.
 
-    import conveyor
+    from conveyor.files import open_file, read_bytes, write_text   # also on `conveyor`
 
-    async with conveyor.open_file("data.txt") as f:      # or: f = await open_file(...)
+    async with open_file("data.txt") as f:      # or: f = await open_file(...)
         async for line in f:
             ...
-    data = await conveyor.read_bytes("blob.bin")
-    await conveyor.write_text("out.txt", "hello\\n")
+    data = await read_bytes("blob.bin")
+    await write_text("out.txt", "hello\\n")
 
-Works on any asyncio loop; conveyor's loop is not required.
+An :class:`AsyncFile` has the file methods that block as coroutines (``read``, ``read1``,
+``readline``, ``readlines``, ``write``, ``writelines``, ``seek``, ``tell``, ``flush``,
+``truncate``, ``close``, ``async for``, ``async with``) and the ones that don't as plain
+attributes (``name``, ``mode``, ``closed``, ``encoding``, ``fileno()``, ...). Path functions
+(``stat``, ``exists``, ``listdir``, ``iterdir``, ``mkdir``, ``remove``, ``rename``, ...) are
+coroutines too. Works on any asyncio loop; conveyor's loop is not required.
 
 Threads
 -------
@@ -44,7 +49,7 @@ begun. The rule, per kind of call:
   bytes again and nothing is lost. The cancelled task gets ``CancelledError`` at once; the
   file's next call waits until the restore is done. On files that cannot seek (pipes,
   terminals, sockets) the data the cancelled read got is kept instead and returned first by
-  the next read.
+  the next read (``readline`` finds line ends in kept data at ``"\\n"``).
 - **Everything else** (``write``, ``flush``, ``truncate``, ``seek``, ``close``, path
   functions such as ``mkdir`` or ``rename``) cancelled after its thread began *stands*: it
   completes, like a ``send`` the kernel already took. The next call on the same file waits
@@ -69,7 +74,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Union
 from ._filepool import DEFAULT_MAX_WORKERS, FilePool, Job, max_workers, pool_for, set_max_workers
 
 __all__ = [
-    "AsyncFile", "open_file", "wrap_file",
+    "AsyncFile", "OpeningFile", "open_file", "wrap_file",
     "read_bytes", "read_text", "write_bytes", "write_text",
     "stat", "exists", "isfile", "isdir", "listdir", "iterdir", "mkdir", "rmdir",
     "remove", "unlink", "rename", "replace",
