@@ -255,6 +255,10 @@ class Server(asyncio.AbstractServer):
                 conn.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            # Failed handshakes are routine on a public TLS port (scanners, clients that
+            # reject our certificate): reported in debug mode only, as asyncio does.
+            if not self._loop.get_debug():
+                return
             self._loop.call_exception_handler({
                 "message": "Error on transport creation for incoming connection",
                 "exception": exc, "socket": conn})
