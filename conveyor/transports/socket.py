@@ -269,9 +269,13 @@ class SocketTransport(asyncio.Transport):
     # ------------------------------------------------------------------ writing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, _BYTES_LIKE):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
+        if type(data) is not bytes:
+            if not isinstance(data, _BYTES_LIKE):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            if isinstance(data, memoryview) and (data.itemsize != 1 or not data.contiguous):
+                # Counting must be in bytes (send() returns bytes, len() counts items).
+                data = data.tobytes()
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:

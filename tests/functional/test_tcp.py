@@ -879,3 +879,23 @@ def test_interleave_orders_families_alternately():
     assert _interleave(infos, 1) == [six[0], four[0], six[1], four[1], six[2]]
     assert _interleave(infos, 2) == [six[0], six[1], four[0], six[2], four[1]]
     assert _interleave(four, 1) == four
+
+
+def test_write_memoryview_of_wide_items_counts_bytes(loop):
+    import array
+
+    async def main():
+        server, port = await serve(Echo)
+        transport, proto = await loop.create_connection(Recorder, "127.0.0.1", port)
+        items = array.array("i", range(300_000))  # 1.2 MB: partly buffered
+        transport.write(memoryview(items))
+        transport.write(memoryview(b"0123456789")[::2])  # not contiguous
+        expected = items.tobytes() + b"02468"
+        await proto.wait_for_bytes(len(expected))
+        assert bytes(proto.data) == expected
+        transport.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
