@@ -6,8 +6,8 @@ over a non-blocking stream socket. The hot path is short on purpose:
 - reading: the loop calls `_read_ready` (or `_read_ready_buffered` for an
   `asyncio.BufferedProtocol`) straight from the poll result. Which of the two is chosen once,
   in `set_protocol`, by registering that bound method with the loop, so a read costs one
-  `recv_into` the loop's shared buffer, one copy of what arrived into `bytes`, and one
-  protocol call, with no branching on the protocol's kind (see `READ_BUFFER_SIZE`).
+  receive call and one protocol call, with no branching on the protocol's kind (see
+  `READ_SIZE` for how the bytes are received).
 - writing: `write()` sends at once when nothing is buffered and keeps only the remainder;
   when the socket becomes writable again, everything buffered goes out in one `sendmsg`.
 
@@ -32,12 +32,18 @@ from typing import Any
 
 logger = logging.getLogger("asyncio")
 
-#: The size of the loop's shared receive buffer. `recv(n)` would allocate n bytes per call
-#: (with glibc, mmap/munmap beyond 128 KiB: 3.5x slower at 256 KiB); `recv_into` a reused
-#: buffer and copying out exactly what arrived costs the same as `recv(65536)` for small
-#: messages and takes a 100 KiB message in one call instead of two (server CPU per 100 KiB
-#: echo, measured: 23 -> 17-18 us).
+#: How a read gets its bytes: `recv(READ_SIZE)` normally, and `recv_into` the loop's shared
+#: READ_BUFFER_SIZE buffer (then copying out what arrived) while a bulk transfer is on.
+#: - `recv(n)` allocates n bytes per call; with glibc, beyond 128 KiB that is mmap/munmap per
+#:   call (3.5x slower at 256 KiB), so it never asks for more than 64 KiB. For small messages
+#:   it is the cheapest read (1 KiB over a socketpair: 2.01 us vs 2.18 us with recv_into
+#:   + tobytes, median of 15 interleaved runs of 20k).
+#: - Once a read fills 64 KiB more is likely waiting: reading into the shared 256 KiB buffer
+#:   takes a 100 KiB message in one call instead of two (server CPU per 100 KiB echo:
+#:   23 -> 17-18 us). A read under BULK_EXIT bytes ends the bulk mode.
+READ_SIZE = 65536
 READ_BUFFER_SIZE = 262144
+BULK_EXIT = 16384
 #: asyncio's default high-water mark; the low-water mark defaults to a quarter of it.
 DEFAULT_HIGH_WATER = 64 * 1024
 #: asyncio logs a warning once this many writes were made after the connection was lost.
@@ -86,7 +92,7 @@ class SocketTransport(asyncio.Transport):
         "_loop", "_sock", "_fd", "_recv", "_recv_into", "_send", "_protocol", "_server",
         "_buffer", "_buffer_size", "_conn_lost", "_closing", "_reading_paused", "_eof",
         "_protocol_paused", "_high_water", "_low_water", "_empty_waiter", "_read_cb",
-        "_connected", "_rbuf", "_data_received", "__weakref__",
+        "_connected", "_rbuf", "_bulk", "_data_received", "__weakref__",
     )
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
@@ -109,6 +115,7 @@ class SocketTransport(asyncio.Transport):
         self._recv = sock.recv
         self._recv_into = sock.recv_into
         self._rbuf = _loop_read_buffer(loop)
+        self._bulk = False
         self._send = sock.send
         self._server = server
         self._buffer: collections.deque = collections.deque()
@@ -184,7 +191,15 @@ class SocketTransport(asyncio.Transport):
 
     def _read_ready(self) -> None:
         try:
-            nbytes = self._recv_into(self._rbuf)
+            if self._bulk:
+                nbytes = self._recv_into(self._rbuf)
+                data = self._rbuf[:nbytes].tobytes()
+                if nbytes < BULK_EXIT:
+                    self._bulk = False
+            else:
+                data = self._recv(READ_SIZE)
+                if len(data) == READ_SIZE:
+                    self._bulk = True
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -192,11 +207,11 @@ class SocketTransport(asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not nbytes:
+        if not data:
             self._read_eof()
             return
         try:
-            self._data_received(self._rbuf[:nbytes].tobytes())
+            self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
