@@ -139,6 +139,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._current_handle: Any = None
         #: The instrument fan-out installed by conveyor.observe, or None (the fast path).
         self._hooks: Any = None
+        self._call_at_overridden = type(self).call_at is not EventLoop.call_at
         if type(self).time is EventLoop.time:
             # The clock, bound straight to the C function: loop.time() is called a few
             # times per iteration and once per timer. Subclasses that override time()
@@ -390,10 +391,11 @@ class EventLoop(asyncio.AbstractEventLoop):
     def call_later(self, delay, callback, *args, context=None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        if self._closed or self._debug:
+        if self._closed or self._debug or self._call_at_overridden:
             return self.call_at(self.time() + delay, callback, *args, context=context)
         # call_at's work, inlined: timeouts are scheduled (and mostly cancelled) per request,
-        # so this path is as hot as call_soon in servers.
+        # so this path is as hot as call_soon in servers. A subclass that overrides call_at
+        # (a virtual clock) still sees every deadline, through the line above.
         timer = TimerHandle(self.time() + delay, callback, args, self, context)
         timers = self._timers
         heappush(timers.heap, (timer._when, next(timers._seq), timer))

@@ -73,12 +73,6 @@ class VirtualClockLoop(EventLoop):
         if advance:
             self._time += advance
 
-    def call_later(self, delay, callback, *args, context=None):
-        # EventLoop inlines call_at here for speed; route it back so every deadline is seen.
-        if delay is None:
-            raise TypeError("delay must not be None")
-        return self.call_at(self.time() + delay, callback, *args, context=context)
-
     def call_at(self, when, callback, *args, context=None):
         timer = super().call_at(when, callback, *args, context=context)
         self._new_deadlines.append(when)
