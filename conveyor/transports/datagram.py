@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Callable
 
 from ..dns import numeric_address
+from . import flow
 
 logger = logging.getLogger("asyncio")
 
@@ -36,7 +37,6 @@ _UDP_READ_SIZE = 65536
 #: one reused buffer of asyncio's max_size, which avoids glibc's mmap per large recv.
 _UNIX_READ_SIZE = 256 * 1024
 #: asyncio's default high-water mark; the low-water mark defaults to a quarter of it.
-_DEFAULT_HIGH_WATER = 64 * 1024
 #: asyncio logs a warning once this many sends were attempted after the connection was lost.
 _CONNLOST_SENDS_BEFORE_WARNING = 5
 
@@ -89,8 +89,8 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         self._conn_lost = 0
         self._closing = False
         self._protocol_paused = False
-        self._high_water = _DEFAULT_HIGH_WATER
-        self._low_water = _DEFAULT_HIGH_WATER // 4
+        self._high_water = flow.DEFAULT_HIGH_WATER
+        self._low_water = flow.DEFAULT_HIGH_WATER // 4
         if sock.family in _INET_FAMILIES:
             self._read_buffer = None
             self._read_ready_cb: Callable[[], None] = self._read_ready
@@ -255,46 +255,19 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
 
     def set_write_buffer_limits(self, high: int | None = None,
                                 low: int | None = None) -> None:
-        if high is None:
-            high = _DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
+        self._high_water, self._low_water = flow.water_marks(high, low)
         self._maybe_pause_protocol()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._low_water, self._high_water
 
     def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+        if self._buffer_size > self._high_water and not self._protocol_paused:
+            flow.pause_protocol(self)
 
     def _maybe_resume_protocol(self) -> None:
-        if not self._protocol_paused or self._buffer_size > self._low_water:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            flow.resume_protocol(self)
 
     # -------------------------------------------------------------------- closing
 

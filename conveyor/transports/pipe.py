@@ -27,12 +27,13 @@ import stat
 import warnings
 from typing import Any
 
+from . import flow
+
 logger = logging.getLogger("asyncio")
 
 #: Bytes read per readiness event (see the module docstring).
 READ_CHUNK = 64 * 1024
 #: asyncio's default write-buffer limits.
-DEFAULT_HIGH_WATER = 64 * 1024
 #: After this many writes to a lost pipe, each further write logs a warning (asyncio's value).
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -182,8 +183,8 @@ class WritePipeTransport(asyncio.WriteTransport):
         self._conn_lost = 0
         self._closing = False
         self._protocol_paused = False
-        self._high_water = DEFAULT_HIGH_WATER
-        self._low_water = DEFAULT_HIGH_WATER // 4
+        self._high_water = flow.DEFAULT_HIGH_WATER
+        self._low_water = flow.DEFAULT_HIGH_WATER // 4
         mode = os.fstat(fd).st_mode
         os.set_blocking(fd, False)
         loop._transports[fd] = self
@@ -285,46 +286,19 @@ class WritePipeTransport(asyncio.WriteTransport):
     # -- flow control
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
+        self._high_water, self._low_water = flow.water_marks(high, low)
         self._maybe_pause_protocol()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low_water, self._high_water)
 
     def _maybe_pause_protocol(self) -> None:
-        if len(self._buffer) <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed", "exception": exc,
-                "transport": self, "protocol": self._protocol,
-            })
+        if len(self._buffer) > self._high_water and not self._protocol_paused:
+            flow.pause_protocol(self)
 
     def _maybe_resume_protocol(self) -> None:
-        if not self._protocol_paused or len(self._buffer) > self._low_water:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed", "exception": exc,
-                "transport": self, "protocol": self._protocol,
-            })
+        if self._protocol_paused and len(self._buffer) <= self._low_water:
+            flow.resume_protocol(self)
 
     # -- closing
 

@@ -1,0 +1,54 @@
+"""Write flow control shared by every transport that buffers writes.
+
+A transport buffers what the kernel would not take; past the high-water mark it asks the
+protocol to pause_writing(), and once drained below the low-water mark to resume_writing().
+The checks stay inline in each transport's write path (they are two comparisons, and the
+socket transport's write is hot); what is shared is what must not drift between transports:
+asyncio's rules for the marks, and how a protocol that raises from pause/resume is reported.
+
+A transport using these keeps `_protocol`, `_loop` and `_protocol_paused` attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: asyncio's default: pause the writer once 64 KiB wait in the buffer.
+DEFAULT_HIGH_WATER = 64 * 1024
+
+
+def water_marks(high: int | None, low: int | None,
+                default_high: int = DEFAULT_HIGH_WATER) -> tuple[int, int]:
+    """(high, low) from set_write_buffer_limits' arguments, with asyncio's defaults and error."""
+    if high is None:
+        high = default_high if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
+
+
+def pause_protocol(transport: Any) -> None:
+    """Tell the protocol to stop writing; a protocol that raises is reported, not fatal."""
+    transport._protocol_paused = True
+    _call(transport, "pause_writing")
+
+
+def resume_protocol(transport: Any) -> None:
+    """Tell the protocol it may write again."""
+    transport._protocol_paused = False
+    _call(transport, "resume_writing")
+
+
+def _call(transport: Any, method: str) -> None:
+    protocol = transport._protocol
+    try:
+        getattr(protocol, method)()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._loop.call_exception_handler({
+            "message": f"protocol.{method}() failed",
+            "exception": exc, "transport": transport, "protocol": protocol,
+        })
