@@ -30,6 +30,8 @@ import weakref
 from itertools import islice
 from typing import Any
 
+from . import flow
+
 logger = logging.getLogger("asyncio")
 
 #: How a read gets its bytes: `recv(READ_SIZE)` normally, and `recv_into` the loop's shared
@@ -45,7 +47,6 @@ READ_SIZE = 65536
 READ_BUFFER_SIZE = 262144
 BULK_EXIT = 16384
 #: asyncio's default high-water mark; the low-water mark defaults to a quarter of it.
-DEFAULT_HIGH_WATER = 64 * 1024
 #: asyncio logs a warning once this many writes were made after the connection was lost.
 CONNLOST_WRITES_BEFORE_WARNING = 5
 #: The most buffers one sendmsg takes (POSIX IOV_MAX is at least 16; Linux allows 1024).
@@ -89,7 +90,7 @@ class SocketTransport(asyncio.Transport):
     """A connected stream socket as an asyncio transport."""
 
     __slots__ = (
-        "_loop", "_sock", "_fd", "_recv", "_recv_into", "_send", "_protocol", "_server",
+        "_loop", "_sock", "_fd", "_protocol", "_server",
         "_buffer", "_buffer_size", "_conn_lost", "_closing", "_reading_paused", "_eof",
         "_protocol_paused", "_high_water", "_low_water", "_empty_waiter", "_read_cb",
         "_connected", "_rbuf", "_bulk", "_data_received", "__weakref__",
@@ -112,21 +113,20 @@ class SocketTransport(asyncio.Transport):
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        self._recv = sock.recv
-        self._recv_into = sock.recv_into
         self._rbuf = _loop_read_buffer(loop)
         self._bulk = False
-        self._send = sock.send
         self._server = server
-        self._buffer: collections.deque = collections.deque()
+        # Made on the first write the kernel doesn't take, dropped once drained: most
+        # connections are idle most of the time, and an empty deque costs ~600 bytes.
+        self._buffer: collections.deque | None = None
         self._buffer_size = 0
         self._conn_lost = 0
         self._closing = False
         self._reading_paused = False
         self._eof = False
         self._protocol_paused = False
-        self._high_water = DEFAULT_HIGH_WATER
-        self._low_water = DEFAULT_HIGH_WATER // 4
+        self._high_water = flow.DEFAULT_HIGH_WATER
+        self._low_water = flow.DEFAULT_HIGH_WATER // 4
         self._empty_waiter: asyncio.Future | None = None
         self._connected = False
         self._protocol: Any = None
@@ -192,12 +192,12 @@ class SocketTransport(asyncio.Transport):
     def _read_ready(self) -> None:
         try:
             if self._bulk:
-                nbytes = self._recv_into(self._rbuf)
+                nbytes = self._sock.recv_into(self._rbuf)
                 data = self._rbuf[:nbytes].tobytes()
                 if nbytes < BULK_EXIT:
                     self._bulk = False
             else:
-                data = self._recv(READ_SIZE)
+                data = self._sock.recv(READ_SIZE)
                 if len(data) == READ_SIZE:
                     self._bulk = True
         except (BlockingIOError, InterruptedError):
@@ -228,7 +228,7 @@ class SocketTransport(asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
         try:
-            nbytes = self._recv_into(buf)
+            nbytes = self._sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -304,7 +304,7 @@ class SocketTransport(asyncio.Transport):
             return
         if not self._buffer:
             try:
-                sent = self._send(data)
+                sent = self._sock.send(data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -320,12 +320,13 @@ class SocketTransport(asyncio.Transport):
                 # Keep our own copy: the caller may reuse a bytearray once write() returns.
                 data = bytes(memoryview(data)[sent:])
             self._loop._add_writer(self._fd, self._write_ready)
+            self._buffer = collections.deque()
         elif type(data) is not bytes:
             data = bytes(data)
         self._buffer.append(data)
         self._buffer_size += len(data)
         if self._buffer_size > self._high_water and not self._protocol_paused:
-            self._pause_protocol()
+            flow.pause_protocol(self)
 
     def writelines(self, list_of_data) -> None:
         """Join and write once: one system call for the lot when the socket has room."""
@@ -338,7 +339,7 @@ class SocketTransport(asyncio.Transport):
         buffer = self._buffer
         try:
             if len(buffer) == 1:
-                sent = self._send(buffer[0])
+                sent = self._sock.send(buffer[0])
             else:
                 sent = self._sock.sendmsg(list(islice(buffer, 0, MAX_IOV)))
         except (BlockingIOError, InterruptedError):
@@ -364,9 +365,10 @@ class SocketTransport(asyncio.Transport):
                 buffer[0] = memoryview(head)[sent:]
                 break
         if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._resume_protocol()
+            flow.resume_protocol(self)
         if buffer:
             return
+        self._buffer = None
         self._loop._remove_writer(self._fd)
         if self._empty_waiter is not None:
             self._empty_waiter.set_result(None)
@@ -392,38 +394,9 @@ class SocketTransport(asyncio.Transport):
         return (self._low_water, self._high_water)
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-        if self._buffer_size > high and not self._protocol_paused:
-            self._pause_protocol()
-
-    def _pause_protocol(self) -> None:
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
-
-    def _resume_protocol(self) -> None:
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
+        self._high_water, self._low_water = flow.water_marks(high, low)
+        if self._buffer_size > self._high_water and not self._protocol_paused:
+            flow.pause_protocol(self)
 
     # ------------------------------------------------------------ sendfile support
 
