@@ -1,4 +1,4 @@
-"""The sockbench and http benchmark suites: their server code and wrk parsing, kept honest."""
+"""The sock and http benchmark suites: their server code and wrk parsing, kept honest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import conveyor
 from conveyor.bench import http as http_bench
-from conveyor.bench import sockbench
+from conveyor.bench import sock as sockbench
 
 pytestmark = pytest.mark.timeout(60)
 

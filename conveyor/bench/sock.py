@@ -1,4 +1,4 @@
-"""The sockbench suite: an echo server written with the loop's sock_* coroutines.
+"""The sock suite (`python -m conveyor bench sock`): an echo server written with the loop's sock_* coroutines.
 
 A task per connection awaits ``loop.sock_recv`` and ``loop.sock_sendall`` (or
 ``loop.sock_recv_into`` with one buffer per connection), and the listener is served by
