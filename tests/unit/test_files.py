@@ -630,7 +630,10 @@ def test_random_cancellation_never_loses_bytes(loop, tmp_path):
                 task = asyncio.create_task(f.read(rng.randrange(1, 3000)))
                 for _ in range(rng.randrange(5)):
                     await asyncio.sleep(0)
-                if task.cancel():
+                # Only half the reads are cancelled. Whether a read's thread runs within a few
+                # loop turns depends on the machine's load; cancelling every read could cancel
+                # them all, and the loop would never finish (seen once in CI).
+                if rng.random() < 0.5 and task.cancel():
                     cancelled += 1
                 try:
                     out += await task
