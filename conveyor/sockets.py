@@ -149,6 +149,26 @@ async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any
             loop._remove_writer(fd)
 
 
+def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
+    """Readiness callback of the plain sock_* calls: make the call again and finish the
+    future with its result or error, unless it would still block (a spurious wake-up).
+
+    The method is looked up on every retry, not bound once: what is called is whatever the
+    socket object holds now (a wrapper or a test's mock may replace it between attempts)."""
+    if fut.done():
+        return
+    try:
+        result = getattr(sock, method)(*args)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
 # ----------------------------------------------------------------------------- receive
 
 async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
@@ -161,22 +181,7 @@ async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
         return sock.recv(n)
     except _WOULD_BLOCK:
         pass
-    return await _wait_readable(loop, sock, _recv_ready, sock, n)
-
-
-def _recv_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
-    if fut.done():
-        return
-    try:
-        data = sock.recv(n)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(data)
+    return await _wait_readable(loop, sock, _retry, sock, "recv", n)
 
 
 async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
@@ -187,22 +192,7 @@ async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
         return sock.recv_into(buf)
     except _WOULD_BLOCK:
         pass
-    return await _wait_readable(loop, sock, _recv_into_ready, sock, buf)
-
-
-def _recv_into_ready(fut: asyncio.Future, sock: socket.socket, buf: Any) -> None:
-    if fut.done():
-        return
-    try:
-        nbytes = sock.recv_into(buf)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(nbytes)
+    return await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
 
 
 async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
@@ -212,22 +202,7 @@ async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[b
         return sock.recvfrom(bufsize)
     except _WOULD_BLOCK:
         pass
-    return await _wait_readable(loop, sock, _recvfrom_ready, sock, bufsize)
-
-
-def _recvfrom_ready(fut: asyncio.Future, sock: socket.socket, bufsize: int) -> None:
-    if fut.done():
-        return
-    try:
-        result = sock.recvfrom(bufsize)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
+    return await _wait_readable(loop, sock, _retry, sock, "recvfrom", bufsize)
 
 
 async def sock_recvfrom_into(loop: Any, sock: socket.socket, buf: Any,
@@ -240,23 +215,7 @@ async def sock_recvfrom_into(loop: Any, sock: socket.socket, buf: Any,
         return sock.recvfrom_into(buf, nbytes)
     except _WOULD_BLOCK:
         pass
-    return await _wait_readable(loop, sock, _recvfrom_into_ready, sock, buf, nbytes)
-
-
-def _recvfrom_into_ready(fut: asyncio.Future, sock: socket.socket, buf: Any,
-                         nbytes: int) -> None:
-    if fut.done():
-        return
-    try:
-        result = sock.recvfrom_into(buf, nbytes)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
+    return await _wait_readable(loop, sock, _retry, sock, "recvfrom_into", buf, nbytes)
 
 
 # -------------------------------------------------------------------------------- send
@@ -311,22 +270,7 @@ async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -
         return sock.sendto(data, address)
     except _WOULD_BLOCK:
         pass
-    return await _wait_writable(loop, sock, _sendto_ready, sock, data, address)
-
-
-def _sendto_ready(fut: asyncio.Future, sock: socket.socket, data: Any, address: Any) -> None:
-    if fut.done():
-        return
-    try:
-        sent = sock.sendto(data, address)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(sent)
+    return await _wait_writable(loop, sock, _retry, sock, "sendto", data, address)
 
 
 # ---------------------------------------------------------------------- connect, accept
