@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import socket
@@ -14,26 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import conveyor
 from conveyor.server import Server
 
 TIMEOUT = 20
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def loop():
-    gc.collect()
-    fds_before = set(os.listdir("/proc/self/fd"))
-    loop = conveyor.new_event_loop()
-    loop.errors = []
-    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
-    gc.collect()
-    assert loop.errors == [], "unexpected exception handler calls"
-    assert set(os.listdir("/proc/self/fd")) == fds_before, "file descriptors leaked"
 
 
 def run(loop, coro):

@@ -7,7 +7,6 @@ test expects a call, and checks that no file descriptor leaked.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import io
 import logging
@@ -18,25 +17,9 @@ import tempfile
 
 import pytest
 
-import conveyor
 from conveyor.transports.socket import SocketTransport
 
 TIMEOUT = 20
-
-
-@pytest.fixture
-def loop():
-    gc.collect()
-    fds_before = set(os.listdir("/proc/self/fd"))
-    loop = conveyor.new_event_loop()
-    loop.errors = []
-    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
-    gc.collect()
-    assert loop.errors == [], "unexpected exception handler calls"
-    assert set(os.listdir("/proc/self/fd")) == fds_before, "file descriptors leaked"
 
 
 def run(loop, coro):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import os
 import pathlib
 import socket
@@ -14,24 +13,7 @@ import uuid
 
 import pytest
 
-import conveyor
-
 TIMEOUT = 20
-
-
-@pytest.fixture
-def loop():
-    gc.collect()
-    fds_before = set(os.listdir("/proc/self/fd"))
-    loop = conveyor.new_event_loop()
-    loop.errors = []
-    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
-    gc.collect()
-    assert loop.errors == [], "unexpected exception handler calls"
-    assert set(os.listdir("/proc/self/fd")) == fds_before, "file descriptors leaked"
 
 
 @pytest.fixture

@@ -21,16 +21,6 @@ from conveyor.observe.watchdog import Watchdog
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def loop():
-    loop = conveyor.new_event_loop()
-    errors = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield loop
-    loop.close()
-    assert errors == []
-
-
 def planted_block():
     time.sleep(0.3)  # PLANTED
 

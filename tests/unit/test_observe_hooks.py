@@ -12,16 +12,6 @@ import conveyor
 from conveyor.observe import hooks
 
 
-@pytest.fixture
-def loop():
-    loop = conveyor.new_event_loop()
-    errors = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield loop
-    loop.close()
-    assert errors == []
-
-
 def run(loop, coro):
     return loop.run_until_complete(asyncio.wait_for(coro, 10))
 

@@ -12,16 +12,6 @@ import conveyor
 from conveyor.observe.stats import Histogram, LoopStats
 
 
-@pytest.fixture
-def loop():
-    loop = conveyor.new_event_loop()
-    errors = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield loop
-    loop.close()
-    assert errors == []
-
-
 def test_callbacks_counted_equal_callbacks_run(loop):
     stats = conveyor.collect_stats(loop)
     ran = 0

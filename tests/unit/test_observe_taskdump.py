@@ -13,16 +13,6 @@ import conveyor
 from conveyor.observe.taskdump import await_chain, format_tasks, track_spawns
 
 
-@pytest.fixture
-def loop():
-    loop = conveyor.new_event_loop()
-    errors = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield loop
-    loop.close()
-    assert errors == []
-
-
 async def leaf(ready):
     ready.set()
     await asyncio.sleep(3600)  # LEAF-WAIT
