@@ -362,30 +362,26 @@ class WritePipeTransport(asyncio.WriteTransport):
 async def connect_read_pipe(loop: Any, protocol_factory, pipe: Any
                             ) -> tuple[ReadPipeTransport, asyncio.BaseProtocol]:
     """Read from `pipe` (a file object) through a protocol made by `protocol_factory`."""
-    protocol = protocol_factory()
-    waiter = loop.create_future()
-    transport = ReadPipeTransport(loop, pipe, protocol, waiter)
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        raise
-    if loop.get_debug():
-        logger.debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
-    return transport, protocol
+    return await _connect(loop, ReadPipeTransport, protocol_factory, pipe)
 
 
 async def connect_write_pipe(loop: Any, protocol_factory, pipe: Any
                              ) -> tuple[WritePipeTransport, asyncio.BaseProtocol]:
     """Write to `pipe` (a file object) through a protocol made by `protocol_factory`."""
+    return await _connect(loop, WritePipeTransport, protocol_factory, pipe)
+
+
+async def _connect(loop: Any, transport_class: type, protocol_factory, pipe: Any
+                   ) -> tuple[Any, asyncio.BaseProtocol]:
     protocol = protocol_factory()
     waiter = loop.create_future()
-    transport = WritePipeTransport(loop, pipe, protocol, waiter)
+    transport = transport_class(loop, pipe, protocol, waiter)
     try:
         await waiter
     except BaseException:
         transport.close()
         raise
     if loop.get_debug():
-        logger.debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+        logger.debug("%s %r connected: (%r, %r)", transport_class.__name__, pipe.fileno(),
+                     transport, protocol)
     return transport, protocol
