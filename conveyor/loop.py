@@ -124,6 +124,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
         self._interest: dict[int, int] = {}
+        #: fd -> the file object add_reader/add_writer was given for it (not for plain ints),
+        #: so a registration can still be found by its object after the object is closed.
+        self._fileobjs: dict[int, Any] = {}
         self._transports: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._closed = False
         self._stopping = False
@@ -238,6 +241,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._readers.clear()
         self._writers.clear()
         self._interest.clear()
+        self._fileobjs.clear()
         self._waker.close()
         self._poller.close()
 
@@ -497,6 +501,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         poller = self._poller
         if mask == 0:
             del self._interest[fd]
+            if self._fileobjs:
+                self._fileobjs.pop(fd, None)
             poller.unregister(fd)
             return
         if old == 0:
@@ -554,25 +560,82 @@ class EventLoop(asyncio.AbstractEventLoop):
         return self._remove_handle(self._writers, fd)
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
-        transport = self._transports.get(_fileobj_to_fd(fd))
+        # A closed file object (fileno() == -1) passes this check, as with asyncio: its
+        # registration may still be found by the object itself (see _lookup_fd).
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transports.get(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
+    def _lookup_fd(self, fileobj: Any) -> int:
+        """The fd of `fileobj`; for a file object closed since it was registered, the fd it
+        was registered under, found by identity (so removing the reader of a socket that was
+        closed first still finds and drops the registration, as the standard loop does)."""
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, registered in self._fileobjs.items():
+                if registered is fileobj:
+                    return fd
+            raise
+
+    def _forget_fd(self, fd: int) -> None:
+        """Drop every registration of `fd` after the poller refused it (a file object closed
+        behind our back): the kernel has forgotten it too, and so does the standard loop,
+        whose selector loses the whole key when such a modify fails."""
+        for table in (self._readers, self._writers):
+            handle = table.pop(fd, None)
+            if handle is not None:
+                handle.cancel()
+        self._fileobjs.pop(fd, None)
+        if self._interest.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def _by_object(self, operation: Callable, fileobj: Any, *args: Any,
+                   remember: bool = False) -> Any:
+        """Run `operation(fd, *args)` for a file object (not a plain int); with `remember`,
+        record the object so its registration can be found after it is closed."""
+        fd = self._lookup_fd(fileobj)
+        try:
+            result = operation(fd, *args)
+        except OSError:
+            if fd in self._fileobjs:
+                self._forget_fd(fd)
+            raise
+        if remember:
+            self._fileobjs[fd] = fileobj
+        return result
+
     def add_reader(self, fd, callback, *args) -> None:
         self._ensure_fd_no_transport(fd)
-        self._add_reader(_fileobj_to_fd(fd), callback, *args)
+        if isinstance(fd, int):
+            self._add_reader(_fileobj_to_fd(fd), callback, *args)
+        else:
+            self._by_object(self._add_reader, fd, callback, *args, remember=True)
 
     def remove_reader(self, fd) -> bool:
         self._ensure_fd_no_transport(fd)
-        return self._remove_reader(_fileobj_to_fd(fd))
+        if isinstance(fd, int):
+            return self._remove_reader(_fileobj_to_fd(fd))
+        return self._by_object(self._remove_reader, fd)
 
     def add_writer(self, fd, callback, *args) -> None:
         self._ensure_fd_no_transport(fd)
-        self._add_writer(_fileobj_to_fd(fd), callback, *args)
+        if isinstance(fd, int):
+            self._add_writer(_fileobj_to_fd(fd), callback, *args)
+        else:
+            self._by_object(self._add_writer, fd, callback, *args, remember=True)
 
     def remove_writer(self, fd) -> bool:
         self._ensure_fd_no_transport(fd)
-        return self._remove_writer(_fileobj_to_fd(fd))
+        if isinstance(fd, int):
+            return self._remove_writer(_fileobj_to_fd(fd))
+        return self._by_object(self._remove_writer, fd)
 
     # ------------------------------------------------------------------- executors
 
