@@ -97,9 +97,14 @@ def _set_done(fut: asyncio.Future) -> None:
 
 async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
                        errors: list) -> socket.socket:
-    """One attempt of create_connection; failures are appended to `errors` and re-raised."""
+    """One attempt of create_connection; failures are appended to `errors` and re-raised.
+
+    A failure's traceback keeps this frame alive, so the frame lets go of `errors` (and of
+    its bind errors) on the way out: otherwise each error would be referenced by the list
+    that collected it, a reference cycle that outlives the call (asyncio breaks it too)."""
     family, type_, proto, _, address = info
     sock = None
+    bind_errors: list | None = None
     try:
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
@@ -131,6 +136,8 @@ async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
         if sock is not None:
             sock.close()
         raise
+    finally:
+        errors = bind_errors = None
 
 
 async def _race(loop: Any, infos: list, local_infos: list | None, delay: float,

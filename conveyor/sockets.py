@@ -132,6 +132,9 @@ async def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any
     try:
         return await fut
     finally:
+        # An error raised here keeps this frame in its traceback; the frame must not keep
+        # the future that holds the error (a reference cycle, as asyncio avoids too).
+        fut = None
         if not handle._cancelled and not loop._closed:
             loop.call_soon(_unpark_reader, loop, fd, handle)
 
@@ -145,6 +148,7 @@ async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any
     try:
         return await fut
     finally:
+        fut = None  # no cycle through this frame (see _wait_readable)
         if not handle._cancelled:
             loop._remove_writer(fd)
 
@@ -165,6 +169,7 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        fut = None  # exc's traceback keeps this frame: it must not keep the future too
     else:
         fut.set_result(result)
 
@@ -255,6 +260,7 @@ def _sendall_ready(fut: asyncio.Future, sock: socket.socket, view: memoryview,
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        fut = None  # exc's traceback keeps this frame: it must not keep the future too
         return
     start += sent
     if start == len(view):
@@ -315,6 +321,7 @@ def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> No
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        fut = None  # exc's traceback keeps this frame: it must not keep the future too
     else:
         fut.set_result(None)
 
@@ -341,6 +348,7 @@ def _accept_ready(fut: asyncio.Future, sock: socket.socket) -> None:
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        fut = None  # exc's traceback keeps this frame: it must not keep the future too
     else:
         conn.setblocking(False)
         fut.set_result((conn, address))

@@ -13,6 +13,7 @@ import gc
 import os
 import selectors
 import socket
+import struct
 import sys
 
 import pytest
@@ -133,3 +134,105 @@ def test_fd_of_closed_object_is_reusable(loop):
         b.close()
         c.close()
         d.close()
+
+
+# ---------------------------------------------------- no reference cycles from errors
+
+def _refused_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def _referrers_of_failure(loop, make) -> tuple[str, list[str]]:
+    """Run `make(loop)` in a task that must fail; what refers to its exception besides the
+    task (anyio asserts there is nothing else: no list, no frame, no future in a cycle)."""
+    async def main():
+        task = asyncio.ensure_future(make(loop))
+        await asyncio.wait([task], timeout=10)
+        return task
+
+    task = loop.run_until_complete(main())
+    assert task.done()
+    exc = task.exception()
+    assert exc is not None
+    return type(exc).__name__, [type(r).__name__ for r in gc.get_referrers(exc)
+                                if r is not task]
+
+
+async def _sock_connect_refused(loop, port):
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+    finally:
+        sock.close()
+
+
+async def _tcp_recv_reset(loop):
+    """A sock_recv that fails with ConnectionResetError after waiting for readiness."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.socket()
+    client.setblocking(False)
+    try:
+        await loop.sock_connect(client, listener.getsockname())
+        server, _ = listener.accept()
+        receiving = asyncio.ensure_future(loop.sock_recv(client, 10))
+        await asyncio.sleep(0)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()  # RST
+        await receiving
+    finally:
+        client.close()
+        listener.close()
+
+
+_FAILURES = {
+    "create_connection refused": lambda loop, port: loop.create_connection(
+        asyncio.Protocol, "127.0.0.1", port),
+    "create_connection by name": lambda loop, port: loop.create_connection(
+        asyncio.Protocol, "localhost", port),
+    "create_connection local_addr unavailable": lambda loop, port: loop.create_connection(
+        asyncio.Protocol, "127.0.0.1", port, local_addr=("192.0.2.1", 0)),
+    "open_connection refused": lambda loop, port: asyncio.open_connection("127.0.0.1", port),
+    "sock_connect refused": _sock_connect_refused,
+    "sock_recv reset": lambda loop, port: _tcp_recv_reset(loop),
+}
+_HAPPY_EYEBALLS = {
+    "happy eyeballs one address": lambda loop, port: loop.create_connection(
+        asyncio.Protocol, "127.0.0.1", port, happy_eyeballs_delay=0.05),
+    "happy eyeballs by name": lambda loop, port: loop.create_connection(
+        asyncio.Protocol, "localhost", port, happy_eyeballs_delay=0.05),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_FAILURES))
+def test_connection_errors_are_referenced_only_by_their_task(case):
+    port = _refused_port()
+    results = {}
+    for name, loop in _loops():
+        try:
+            results[name] = _referrers_of_failure(loop, lambda l: _FAILURES[case](l, port))
+        finally:
+            loop.close()
+    assert results["conveyor"][1] == [], results
+    # Same error; asyncio itself may still leave a cycle on older Pythons (3.11's sock_recv
+    # does), so only conveyor's referrers are held to "none".
+    assert results["conveyor"][0] == results["asyncio"][0]
+
+
+@pytest.mark.parametrize("case", sorted(_HAPPY_EYEBALLS))
+def test_happy_eyeballs_errors_are_referenced_only_by_their_task(case):
+    """asyncio before 3.12.8/3.13.1 leaves cycles here (CPython gh-124958); conveyor never."""
+    port = _refused_port()
+    loop = conveyor.new_event_loop()
+    try:
+        name, referrers = _referrers_of_failure(loop, lambda l: _HAPPY_EYEBALLS[case](l, port))
+    finally:
+        loop.close()
+    assert name == "ConnectionRefusedError"
+    assert referrers == []
