@@ -408,7 +408,12 @@ class EventLoop(asyncio.AbstractEventLoop):
         if delay is None:
             raise TypeError("delay must not be None")
         if self._closed or self._debug or self._call_at_overridden:
-            return self.call_at(self.time() + delay, callback, *args, context=context)
+            timer = self.call_at(self.time() + delay, callback, *args, context=context)
+            if timer._source_traceback:
+                # Recorded inside call_at: record it again from here, so that it ends at
+                # the line that called call_later, as asyncio's does.
+                timer._source_traceback = self._stack()
+            return timer
         # call_at's work, inlined: timeouts are scheduled (and mostly cancelled) per request,
         # so this path is as hot as call_soon in servers. A subclass that overrides call_at
         # (a virtual clock) still sees every deadline, through the line above.

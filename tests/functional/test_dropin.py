@@ -236,3 +236,42 @@ def test_happy_eyeballs_errors_are_referenced_only_by_their_task(case):
         loop.close()
     assert name == "ConnectionRefusedError"
     assert referrers == []
+
+
+# ---------------------------------------------------- debug mode: where a handle was made
+
+def _made_at(loop) -> dict:
+    """The last source-traceback entry of each kind of handle, made on this line's callers."""
+    def noop():
+        pass
+
+    made = {}
+    made["call_soon"] = loop.call_soon(noop)
+    made["call_later"] = loop.call_later(60, noop)
+    made["call_at"] = loop.call_at(loop.time() + 60, noop)
+    made["call_soon_threadsafe"] = loop.call_soon_threadsafe(noop)
+
+    async def inside_a_task():
+        return loop.call_later(60, noop)
+
+    made["call_later from a task"] = loop.run_until_complete(
+        asyncio.wait_for(inside_a_task(), 5))
+    out = {}
+    for kind, handle in made.items():
+        handle.cancel()
+        last = handle._source_traceback[-1]
+        out[kind] = (os.path.basename(last.filename), last.name, last.line)
+    return out
+
+
+def test_debug_source_traceback_ends_at_the_caller():
+    results = {}
+    for name, loop in _loops():
+        loop.set_debug(True)
+        try:
+            results[name] = _made_at(loop)
+        finally:
+            loop.close()
+    for kind, (filename, function, _) in results["conveyor"].items():
+        assert filename == "test_dropin.py", (kind, results["conveyor"][kind])
+    assert results["conveyor"] == results["asyncio"]
