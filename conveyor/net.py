@@ -36,6 +36,10 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
+#: Whether create_unix_server removes its socket file on close by default: asyncio does
+#: from 3.13 (the `cleanup_socket` keyword); 3.11 and 3.12 leave the file.
+_UNIX_CLEANUP_DEFAULT = sys.version_info >= (3, 13)
+
 #: Bytes per read in the sendfile fallback (asyncio's block size).
 SENDFILE_FALLBACK_BLOCK = 16384
 
@@ -451,9 +455,15 @@ async def create_unix_server(
         path: str | bytes | os.PathLike | None = None, *, sock: socket.socket | None = None,
         backlog: int = 100, ssl: Any = None, ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None, start_serving: bool = True,
-        cleanup_socket: bool = True) -> Server:
-    """Listen on a Unix stream socket; a stale socket file at `path` is replaced, and the
-    file this server created is removed when it closes (unless `cleanup_socket=False`)."""
+        cleanup_socket: bool | None = None) -> Server:
+    """Listen on a Unix stream socket; a stale socket file at `path` is replaced.
+
+    Whether the socket file is removed when the server closes follows the running Python's
+    asyncio: from 3.13 it is (for `path=` and for a bound `sock=` alike, unless
+    `cleanup_socket=False`); 3.11 and 3.12 leave it, and have no `cleanup_socket` keyword
+    (conveyor accepts it there too: an explicit True removes the file on those versions)."""
+    if cleanup_socket is None:
+        cleanup_socket = _UNIX_CLEANUP_DEFAULT
     if isinstance(ssl, bool):
         raise TypeError("ssl argument must be an SSLContext or None")
     _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -463,8 +473,7 @@ async def create_unix_server(
             raise ValueError("path and sock can not be specified at the same time")
         path = os.fspath(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        abstract = path[0] in (0, "\x00") if path else False
-        if not abstract:
+        if not _is_abstract(path):
             try:
                 if stat.S_ISSOCK(os.stat(path).st_mode):
                     os.remove(path)
@@ -484,13 +493,13 @@ async def create_unix_server(
         except BaseException:
             sock.close()
             raise
-        if cleanup_socket and not abstract and path:
-            unix_path = (path, os.stat(path).st_ino)
     else:
         if sock is None:
             raise ValueError("path was not specified, and no sock specified")
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+    if cleanup_socket:
+        unix_path = _socket_file(sock)
     sock.setblocking(False)
     server = Server(loop, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout,
                     ssl_shutdown_timeout, unix_path=unix_path)
@@ -498,6 +507,23 @@ async def create_unix_server(
         server._start_serving()
         await asyncio.sleep(0)
     return server
+
+
+def _is_abstract(path: str | bytes) -> bool:
+    """An abstract-namespace name (leading NUL) or no name at all: no file to manage."""
+    return not path or path[0] in (0, "\x00")
+
+
+def _socket_file(sock: socket.socket) -> tuple[Any, int] | None:
+    """(path, inode) of the file `sock` is bound to, so the server removes that file (and
+    only that file: not one someone else bound at the same path since) when it closes."""
+    path = sock.getsockname()
+    if _is_abstract(path):
+        return None
+    try:
+        return path, os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 # ------------------------------------------------------------------ sendfile

@@ -181,11 +181,10 @@ async def _tcp_recv_reset(loop):
     try:
         await loop.sock_connect(client, listener.getsockname())
         server, _ = listener.accept()
-        receiving = asyncio.ensure_future(loop.sock_recv(client, 10))
-        await asyncio.sleep(0)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        server.close()  # RST
-        await receiving
+        # Reset once the receive below has found nothing and is waiting for readiness.
+        loop.call_soon(server.close)
+        await loop.sock_recv(client, 10)
     finally:
         client.close()
         listener.close()
@@ -275,3 +274,65 @@ def test_debug_source_traceback_ends_at_the_caller():
     for kind, (filename, function, _) in results["conveyor"].items():
         assert filename == "test_dropin.py", (kind, results["conveyor"][kind])
     assert results["conveyor"] == results["asyncio"]
+
+
+# ---------------------------------------------------- Unix socket files after close
+
+def _socket_file_left(loop, tmp_path, how: str, **kwargs) -> bool:
+    """Whether the server's socket file still exists after the server has closed."""
+    tmp_path.mkdir(exist_ok=True)
+    path = str(tmp_path / f"{how}.sock")
+
+    async def main():
+        if how == "path":
+            server = await loop.create_unix_server(asyncio.Protocol, path, **kwargs)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+            server = await loop.create_unix_server(asyncio.Protocol, sock=sock, **kwargs)
+        assert os.path.exists(path)
+        server.close()
+        await server.wait_closed()
+        return os.path.exists(path)
+
+    left = loop.run_until_complete(asyncio.wait_for(main(), 5))
+    if left:
+        os.unlink(path)
+    return left
+
+
+_CLEANUP_CASES = [("path", {}), ("sock", {})]
+if sys.version_info >= (3, 13):
+    _CLEANUP_CASES += [("path", {"cleanup_socket": False}), ("sock", {"cleanup_socket": False})]
+
+
+@pytest.mark.parametrize("how,kwargs", _CLEANUP_CASES)
+def test_unix_socket_file_cleanup_follows_the_running_python(tmp_path, how, kwargs):
+    results = {}
+    for name, loop in _loops():
+        try:
+            results[name] = _socket_file_left(loop, tmp_path / name, how, **kwargs)
+        finally:
+            loop.close()
+    assert results["conveyor"] == results["asyncio"]
+    expected_left = sys.version_info < (3, 13) or kwargs.get("cleanup_socket") is False
+    assert results["conveyor"] is expected_left
+
+
+def test_unix_socket_file_of_someone_else_is_kept(loop, tmp_path):
+    """Cleanup removes the file the server bound, not a new one bound at the same path."""
+    path = str(tmp_path / "s.sock")
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, path, cleanup_socket=True)
+        os.unlink(path)
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.bind(path)
+        try:
+            server.close()
+            await server.wait_closed()
+            return os.path.exists(path)
+        finally:
+            other.close()
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), 5)) is True
