@@ -27,7 +27,7 @@ import warnings
 from typing import Any, Callable
 
 from ..dns import numeric_address
-from . import flow
+from .base import FdTransport
 
 logger = logging.getLogger("asyncio")
 
@@ -36,9 +36,6 @@ _UDP_READ_SIZE = 65536
 #: Unix datagrams may be larger than 64 KiB (up to the socket buffer). They are read into
 #: one reused buffer of asyncio's max_size, which avoids glibc's mmap per large recv.
 _UNIX_READ_SIZE = 256 * 1024
-#: asyncio's default high-water mark; the low-water mark defaults to a quarter of it.
-#: asyncio logs a warning once this many sends were attempted after the connection was lost.
-_CONNLOST_SENDS_BEFORE_WARNING = 5
 
 _SENDS_EMPTY_DATAGRAMS = sys.version_info >= (3, 13)
 _HAS_REUSE_ADDRESS_PARAM = sys.version_info < (3, 12)
@@ -47,24 +44,25 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _UNSET = object()
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
-
-
-class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
+class DatagramTransport(FdTransport, asyncio.DatagramTransport):
     """A datagram socket as an asyncio transport.
 
     It is also an `asyncio.Transport`, as the standard loop's datagram transport is (programs
     and CPython's own tests check `isinstance(transport, asyncio.Transport)`); the stream
-    methods it inherits that way (write, pause_reading, ...) raise NotImplementedError there
-    and here alike.
+    methods it inherits that way (write, write_eof, ...) raise NotImplementedError there and
+    here alike. Reading can be paused, as on the standard loop. The lifecycle and flow
+    control are `FdTransport`'s; the write buffer holds whole datagrams.
     """
+
+    __slots__ = ("_sock", "_address", "_send_connected", "_read_buffer")
+
+    _kind = "datagram"
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  address: Any = None, waiter: asyncio.Future | None = None,
                  extra: dict | None = None) -> None:
         super().__init__(extra)
+        self._sock = None  # until set below, __del__ has nothing to close
         self._extra["socket"] = sock
         try:
             self._extra["sockname"] = sock.getsockname()
@@ -75,39 +73,22 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         except OSError:
             peername = None
         self._extra["peername"] = peername
-        self._loop = loop
-        self._sock: socket.socket | None = sock
-        self._fd = sock.fileno()
-        self._protocol = protocol
-        self._protocol_connected = False
+        self._init_lifecycle(loop, sock.fileno(), protocol)
+        self._sock = sock
         #: The address every datagram goes to, or None for an unconnected endpoint.
         self._address = address
         #: A connected socket sends with send(); sendto() on it would fail on some systems.
-        self._connected = peername is not None
-        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
-        self._buffer_size = 0
-        self._conn_lost = 0
-        self._closing = False
-        self._protocol_paused = False
-        self._high_water = flow.DEFAULT_HIGH_WATER
-        self._low_water = flow.DEFAULT_HIGH_WATER // 4
+        self._send_connected = peername is not None
         if sock.family in _INET_FAMILIES:
             self._read_buffer = None
-            self._read_ready_cb: Callable[[], None] = self._read_ready
+            self._read_cb = self._read_ready
         else:
             self._read_buffer = bytearray(_UNIX_READ_SIZE)
-            self._read_ready_cb = self._read_ready_into
-        loop._transports[self._fd] = self
-        self.set_protocol(protocol)
-        loop.call_soon(self._connect_protocol)
-        # Start reading only once connection_made() has run, as asyncio does.
-        loop.call_soon(self._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+            self._read_cb = self._read_ready_into
+        self._start(waiter)
 
     def __repr__(self) -> str:
-        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
-        info = [type(self).__name__, f"fd={self._fd}", state]
+        info = [type(self).__name__, f"fd={self._fd}", self._state_name()]
         if self._sock is not None:
             if self._extra.get("sockname") is not None:
                 info.append(f"sockname={self._extra['sockname']!r}")
@@ -116,31 +97,17 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
             info.append(f"write_buffer={self._buffer_size}")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn=warnings.warn) -> None:
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
+    def _file_is_open(self) -> bool:
+        return getattr(self, "_sock", None) is not None
 
-    # -------------------------------------------------------------- protocol plumbing
+    def _close_file(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
-    def _connect_protocol(self) -> None:
-        if self._conn_lost:
-            return  # aborted before the protocol ever heard of us
-        self._protocol_connected = True
-        self._protocol.connection_made(self)
-
-    def _start_reading(self) -> None:
-        if not self._closing:
-            self._loop._add_reader(self._fd, self._read_ready_cb)
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
+    def _release(self) -> None:
+        super()._release()
+        self._read_buffer = None
 
     # ------------------------------------------------------------------------ reading
 
@@ -192,18 +159,17 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         if self._conn_lost:
             # asyncio drops these only on a connected endpoint (an unconnected one fails on
             # its closed socket); a closed endpoint drops every datagram the same way here.
-            if self._conn_lost >= _CONNLOST_SENDS_BEFORE_WARNING:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._count_write_after_loss()
             return
-        if not self._buffer:
+        if self._buffer is None:
             try:
-                if self._connected:
+                if self._send_connected:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)
                 return
             except _WOULD_BLOCK:
+                self._buffer = collections.deque()
                 self._loop._add_writer(self._fd, self._write_ready)
             except OSError as exc:
                 self._protocol.error_received(exc)
@@ -220,110 +186,39 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
 
     def _write_ready(self) -> None:
         buffer = self._buffer
+        if buffer is None:
+            return  # discarded by abort() after this callback was queued
         sock = self._sock
         while buffer:
-            data, addr = buffer.popleft()
+            data, addr = buffer[0]
             try:
-                if self._connected:
+                if self._send_connected:
                     sock.send(data)
                 else:
                     sock.sendto(data, addr)
             except _WOULD_BLOCK:
-                buffer.appendleft((data, addr))
                 break
             except OSError as exc:
+                buffer.popleft()
                 self._buffer_size -= len(data)
                 self._protocol.error_received(exc)
                 return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._buffer_size -= len(data)
                 self._fatal_error(exc, "Fatal write error on datagram transport")
                 return
+            buffer.popleft()
             self._buffer_size -= len(data)
-        self._maybe_resume_protocol()  # the protocol may send more from resume_writing()
-        if not self._buffer:
-            self._loop._remove_writer(self._fd)
-            if self._closing:
-                self._call_soon_connection_lost(None)
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    # --------------------------------------------------------------------- flow control
-
-    def set_write_buffer_limits(self, high: int | None = None,
-                                low: int | None = None) -> None:
-        self._high_water, self._low_water = flow.water_marks(high, low)
-        self._maybe_pause_protocol()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._low_water, self._high_water
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size > self._high_water and not self._protocol_paused:
-            flow.pause_protocol(self)
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            flow.resume_protocol(self)
-
-    # -------------------------------------------------------------------- closing
-
-    def close(self) -> None:
-        """Stop reading; send what is queued, then call connection_lost(None)."""
-        if self._closing:
+        if buffer:
+            self._maybe_resume_protocol()  # its sends join the same queue
             return
-        self._closing = True
-        self._loop._remove_reader(self._fd)
-        if not self._buffer:
-            self._loop._remove_writer(self._fd)
-            self._call_soon_connection_lost(None)
-
-    def abort(self) -> None:
-        """Close at once, discarding queued datagrams."""
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol,
-            })
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._buffer:
-            self._buffer.clear()
-            self._buffer_size = 0
-            self._loop._remove_writer(self._fd)
-        if not self._closing:
-            self._closing = True
-            self._loop._remove_reader(self._fd)
-        self._call_soon_connection_lost(exc)
-
-    def _call_soon_connection_lost(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            sock, self._sock = self._sock, None
-            if sock is not None:
-                sock.close()
-            self._protocol = None
-            self._read_buffer = None
+        # Drained: bookkeeping first, then the protocol (see base.py, "Re-entrancy").
+        self._buffer = None
+        self._loop._remove_writer(self._fd)
+        self._maybe_resume_protocol()
+        if self._buffer is None and self._closing:
+            self._schedule_connection_lost(None)
 
 
 # ------------------------------------------------------------------------- the endpoint
