@@ -30,25 +30,29 @@ def water_marks(high: int | None, low: int | None,
 
 
 def pause_protocol(transport: Any) -> None:
-    """Tell the protocol to stop writing; a protocol that raises is reported, not fatal."""
+    """Tell the protocol to stop writing; a protocol that raises is reported, not fatal.
+
+    The flag is set before the call, so a write made from inside pause_writing() does not
+    pause the protocol a second time.
+    """
     transport._protocol_paused = True
-    _call(transport, "pause_writing")
+    notify(transport._loop, transport, transport._protocol, "pause_writing")
 
 
 def resume_protocol(transport: Any) -> None:
-    """Tell the protocol it may write again."""
+    """Tell the protocol it may write again (the flag first, for the same reason)."""
     transport._protocol_paused = False
-    _call(transport, "resume_writing")
+    notify(transport._loop, transport, transport._protocol, "resume_writing")
 
 
-def _call(transport: Any, method: str) -> None:
-    protocol = transport._protocol
+def notify(loop: Any, transport: Any, protocol: Any, method: str) -> None:
+    """Call protocol.pause_writing/resume_writing; what it raises goes to the handler."""
     try:
         getattr(protocol, method)()
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        transport._loop.call_exception_handler({
+        loop.call_exception_handler({
             "message": f"protocol.{method}() failed",
             "exception": exc, "transport": transport, "protocol": protocol,
         })

@@ -38,6 +38,8 @@ import threading
 import warnings
 from typing import Any
 
+from . import flow
+
 __all__ = ["TLSProtocol", "SSLTransport", "start_tls",
            "SSL_HANDSHAKE_TIMEOUT", "SSL_SHUTDOWN_TIMEOUT"]
 
@@ -210,9 +212,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._mark_app_closed()
         # Whatever ended it, a handshake still awaited must not be awaited forever.
         self._wake_waiter(exc or ConnectionResetError("Connection lost during SSL handshake"))
-        if self._app_connected and not self._app_lost:
-            self._app_lost = True
-            self._loop.call_soon(self._app_protocol.connection_lost, exc)
+        self._app_connection_lost(exc)
         # Break the cycles (app protocol <-> app transport <-> this) so a finished
         # connection, and the SSLContext it holds, is freed without waiting for the gc.
         self._transport = None
@@ -232,29 +232,13 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._raw_writing_paused = False
         if self._app_writing_paused:
             self._app_writing_paused = False
-            try:
-                self._app_protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc, "transport": self.app_transport,
-                    "protocol": self._app_protocol})
+            flow.notify(self._loop, self.app_transport, self._app_protocol, "resume_writing")
 
     def _pause_app_writing(self) -> None:
         if self._app_writing_paused:
             return
         self._app_writing_paused = True
-        try:
-            self._app_protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self.app_transport,
-                "protocol": self._app_protocol})
+        flow.notify(self._loop, self.app_transport, self._app_protocol, "pause_writing")
 
     # ------------------------------------------------------------------ handshake
 
@@ -572,11 +556,16 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._mark_app_closed()
         self._pending_writes.clear()
         if self._transport is not None:
-            if exc is not None and self._app_connected and not self._app_lost:
+            if exc is not None:
                 # The raw transport reports None on abort(); the application hears why.
-                self._app_lost = True
-                self._loop.call_soon(self._app_protocol.connection_lost, exc)
+                self._app_connection_lost(exc)
             self._transport.abort()
+
+    def _app_connection_lost(self, exc: BaseException | None) -> None:
+        """The one place the application's connection_lost is scheduled: at most once."""
+        if self._app_connected and not self._app_lost:
+            self._app_lost = True
+            self._loop.call_soon(self._app_protocol.connection_lost, exc)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if not isinstance(exc, OSError):
