@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a fresh machine, then run all of it.
+# Install everything the test suite needs on a fresh machine, then run all of it on every
+# CPython >= 3.11 the machine has.
 #
 # - Debian packages: wrk (HTTP load), chromium (renders the trace timeline),
 #   redis-server and postgresql (real servers for the library integration tests).
-# - Python: the package with its test, bench and integration extras.
-# - The whole suite on the default poller, then the loop core and the CPython
-#   conformance suite once more per other poller backend, so fallbacks stay tested.
-# Exits non-zero if any test fails.
-set -euo pipefail
+# - Python: the package with its test, bench and integration extras, into the default
+#   interpreter ($PYTHON, else python3) and into one venv per other version (.venvs/X.Y.Z).
+# - The version matrix (scripts/pythons.py picks the interpreters): the whole suite once per
+#   version, with a header line before and a result line after each. CONVEYOR_PYTHONS="3.12
+#   /usr/bin/python3.13" names the interpreters instead of finding them; CONVEYOR_TESTS
+#   ("tests/unit -x") narrows what pytest runs per version (default: tests).
+# - On the default interpreter only, the loop core and the CPython conformance suite once
+#   more per other poller backend, so fallbacks stay tested (the conformance files come from
+#   each interpreter's own test.test_asyncio, so the matrix runs 3.12's and 3.13's too).
+# - At the end, one result line per version, the versions it could not test, and a total.
+# Exits non-zero if any test fails on any version.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+EXTRAS='.[test,bench,integration]'
+read -r -a TESTS <<<"${CONVEYOR_TESTS:-tests}"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     need=()
@@ -18,19 +28,123 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     done
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+            || { echo "apt-get install ${need[*]} failed"; exit 1; }
     fi
 fi
 
-"$PY" -m pip install -q --disable-pip-version-check -e '.[test,bench,integration]'
+# pip's notes about the machine's extra index locations are noise here; errors still show.
+quiet_pip() { "$@" 2>&1 | grep -v "^WARNING: Location '" ; return "${PIPESTATUS[0]}"; }
+
+quiet_pip "$PY" -m pip install -q --disable-pip-version-check -e "$EXTRAS" \
+    || { echo "pip install into $PY failed"; exit 1; }
+default_version=$("$PY" -c 'import sys; print(*sys.version_info[:3], sep=".")')
+
+# An interpreter for version $1 at $2, with conveyor and its extras installed: the default
+# interpreter as it is, any other in its own venv (reinstalled when pyproject.toml changes).
+prepare() {
+    local version=$1 python=$2 venv=.venvs/$1
+    if [ "$version" = "$default_version" ]; then
+        echo "$PY"
+        return 0
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv" >&2 || return 1
+    fi
+    local stamp="$venv/.conveyor-installed" want
+    want=$(cat pyproject.toml "$venv/bin/python" 2>/dev/null | cksum)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        quiet_pip "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$EXTRAS" >&2 \
+            || return 1
+        echo "$want" > "$stamp"
+    fi
+    echo "$venv/bin/python"
+}
+
+# The closing "N passed, M skipped in Xs" of a pytest log, without the ='s.
+summary_of() { grep -E '^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s' "$1" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//'; }
+
+# Adds the passed/failed/skipped/error counts of a pytest log to the totals.
+total_passed=0 total_failed=0 total_skipped=0
+count() {
+    local line n
+    line=$(summary_of "$1")
+    n=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+'); total_passed=$((total_passed + ${n:-0}))
+    n=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+'); total_failed=$((total_failed + ${n:-0}))
+    n=$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+'); total_failed=$((total_failed + ${n:-0}))
+    n=$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '[0-9]+'); total_skipped=$((total_skipped + ${n:-0}))
+}
 
 mkdir -p artifacts
 status=0
-echo "== full suite, default poller ($("$PY" -c 'import conveyor.poller as p; print(p.available()[0])'))"
-"$PY" -m pytest tests || status=1
+results=()
+untested=()
+runs=()
+while read -r kind version rest; do
+    case $kind in
+        run) runs+=("$version $rest") ;;
+        missing)
+            if [ "$rest" = not-requested ]; then
+                untested+=("$version (not named in CONVEYOR_PYTHONS)")
+            else
+                untested+=("$version (no interpreter found on this machine)")
+            fi ;;
+        unusable) echo "CONVEYOR_PYTHONS: $version is not a Python >= 3.11 interpreter"; status=1 ;;
+    esac
+done < <("$PY" scripts/pythons.py)
 
-for backend in $("$PY" -c 'import conveyor.poller as p; print(" ".join(p.available()[1:]))'); do
-    echo "== loop core and conformance, CONVEYOR_POLLER=$backend"
-    CONVEYOR_POLLER=$backend "$PY" -m pytest -q tests/unit/test_loop_core.py tests/conformance || status=1
+started=$SECONDS
+for entry in "${runs[@]}"; do
+    version=${entry%% *}
+    python=${entry#* }
+    t0=$SECONDS
+    log=artifacts/test-python-$version.log
+    if ! pybin=$(prepare "$version" "$python"); then
+        echo "== Python $version: could not create its venv or install conveyor's extras"
+        results+=("Python $version: FAILED (venv or install failed)")
+        status=1
+        continue
+    fi
+    poller=$("$pybin" -c 'import conveyor.poller as p; print(p.available()[0])')
+    echo "== Python $version ($pybin): full suite, default poller ($poller)"
+    if "$pybin" -m pytest "${TESTS[@]}" 2>&1 | tee "$log"; then
+        verdict=passed
+    else
+        verdict=FAILED
+        status=1
+    fi
+    count "$log"
+    extra=""
+    if [ "$version" = "$default_version" ]; then
+        for backend in $("$pybin" -c 'import conveyor.poller as p; print(" ".join(p.available()[1:]))'); do
+            echo "== Python $version: loop core and conformance, CONVEYOR_POLLER=$backend"
+            plog=artifacts/test-python-$version-$backend.log
+            if CONVEYOR_POLLER=$backend "$pybin" -m pytest -q tests/unit/test_loop_core.py tests/conformance 2>&1 | tee "$plog"; then
+                extra+="; $backend: $(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//')"
+            else
+                extra+="; $backend: FAILED ($(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//'))"
+                verdict=FAILED
+                status=1
+            fi
+            count "$plog"
+        done
+    fi
+    elapsed=$((SECONDS - t0))
+    line="Python $version: $verdict in $((elapsed / 60))m$((elapsed % 60))s ($(summary_of "$log" | sed -E 's/ in [0-9.]+s.*//')$extra)"
+    echo "== result $line"
+    results+=("$line")
 done
+
+elapsed=$((SECONDS - started))
+echo
+echo "== version matrix ($((elapsed / 60))m$((elapsed % 60))s)"
+for line in "${results[@]}"; do echo "   $line"; done
+if [ ${#untested[@]} -gt 0 ]; then
+    echo "   not tested: ${untested[*]}"
+fi
+if [ ${#runs[@]} -eq 0 ]; then
+    echo "   no interpreter to test"
+    status=1
+fi
+echo "total: $total_passed passed, $total_failed failed, $total_skipped skipped"
 exit $status
