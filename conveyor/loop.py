@@ -542,9 +542,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._update_interest(fd)
         return True
 
-    def _add_reader(self, fd: int, callback, *args) -> Handle:
+    def _add_reader(self, fd: int, callback, *args, context=None) -> Handle:
         self._check_closed()
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         self._add_handle(self._readers, fd, handle)
         return handle
 
@@ -553,9 +553,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             return False
         return self._remove_handle(self._readers, fd)
 
-    def _add_writer(self, fd: int, callback, *args) -> Handle:
+    def _add_writer(self, fd: int, callback, *args, context=None) -> Handle:
         self._check_closed()
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         self._add_handle(self._writers, fd, handle)
         return handle
 
