@@ -9,7 +9,9 @@ Three ways in, for three kinds of program:
 - `conveyor.install()`: for code that calls `asyncio.run` and can't be changed. It sets an
   event loop policy, the only global switch asyncio has. Python 3.14 deprecates policies
   (warning on use); install() keeps working there and silences that warning, since choosing
-  the loop globally is exactly what the caller asked for.
+  the loop globally is exactly what the caller asked for. 3.16 removes policies: there
+  `import conveyor` still works, and install() / EventLoopPolicy() raise RuntimeError
+  naming the loop_factory ways, the only ones left.
 """
 
 from __future__ import annotations
@@ -36,21 +38,49 @@ def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
         return runner.run(main)
 
 
-def _default_policy_class() -> type:
+#: Why install() and EventLoopPolicy cannot work on a Python without policies.
+_NO_POLICIES = ("this Python has no asyncio event loop policies (3.16 removes them): use "
+                "conveyor.run(main()), asyncio.run(main(), loop_factory=conveyor.new_event_loop) "
+                "or asyncio.Runner(loop_factory=conveyor.new_event_loop)")
+
+
+def _default_policy_class() -> type | None:
+    """asyncio's default policy class, or None where policies are gone.
+
+    Read with warnings silenced: 3.14 warns on the very attribute access, and a user who
+    imports conveyor has not asked for a policy.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return asyncio.DefaultEventLoopPolicy
+        return getattr(asyncio, "DefaultEventLoopPolicy", None)
 
 
-class EventLoopPolicy(_default_policy_class()):  # type: ignore[misc]
-    """asyncio's default policy, except that the loops it makes are conveyor's."""
+_PolicyBase = _default_policy_class()
 
-    def new_event_loop(self) -> EventLoop:
-        return EventLoop()
+if _PolicyBase is not None:
+    class EventLoopPolicy(_PolicyBase):  # type: ignore[misc,valid-type]
+        """asyncio's default policy, except that the loops it makes are conveyor's."""
+
+        def new_event_loop(self) -> EventLoop:
+            return EventLoop()
+else:
+    class EventLoopPolicy:  # type: ignore[no-redef]
+        """Stands in where asyncio has no policies, so `import conveyor` still works and a
+        program that asks for a policy is told what to use instead."""
+
+        def __init__(self) -> None:
+            raise RuntimeError(_NO_POLICIES)
 
 
 def install() -> None:
-    """Make asyncio.run, asyncio.new_event_loop and friends use conveyor from now on."""
+    """Make asyncio.run, asyncio.new_event_loop and friends use conveyor from now on.
+
+    Works while asyncio has policies (through 3.15); where they are gone it raises
+    RuntimeError naming the loop_factory ways, which need no global switch.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(EventLoopPolicy())
+        set_policy = getattr(asyncio, "set_event_loop_policy", None)
+        if set_policy is None or _PolicyBase is None:
+            raise RuntimeError(_NO_POLICIES)
+        set_policy(EventLoopPolicy())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import signal
 import socket
@@ -132,7 +133,9 @@ def add_signal_handler(loop: Any, sig: int, callback: Callable[..., Any], *args:
     Raise ValueError if the signal number is invalid or uncatchable, RuntimeError if there is
     a problem setting up the handler (not the main thread, SIGKILL, SIGSTOP).
     """
-    if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+    # inspect's check, not asyncio.iscoroutinefunction: 3.14 deprecates that one (removal in
+    # 3.16) and it gives the same answer, AsyncMock and functools.partial included.
+    if asyncio.iscoroutine(callback) or inspect.iscoroutinefunction(callback):
         raise TypeError("coroutines cannot be used with add_signal_handler()")
     _check_signal(sig)
     loop._check_closed()
