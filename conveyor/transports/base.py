@@ -48,11 +48,25 @@ Any protocol callback may call any transport method: `write`, `writelines`, `wri
 
 `connection_lost` always runs from its own loop callback, never from inside a transport
 method, so a protocol that calls `close()` never sees its own `connection_lost` re-entrantly.
+
+Context
+-------
+
+A protocol's callbacks run in the connection's own `contextvars` context, a copy of the one
+current when the transport was made (inside create_connection, or the server's accept, whose
+context is create_server's): `connection_made`, `data_received`, `get_buffer` /
+`buffer_updated`, `eof_received`, `resume_writing` and `connection_lost` come from loop
+callbacks registered with that context, never from whatever code happened to call
+`close()`, `resume_reading()` or `write()` (uvloop's rule). `pause_writing()` is the one
+callback made synchronously inside the caller's `write()`, and so runs in the caller's
+context: entering the connection's context there would fail whenever the caller already
+runs in it (a write from `data_received`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import warnings
 from typing import Any
@@ -84,7 +98,7 @@ class FdTransport(asyncio.Transport):
     """
 
     __slots__ = (
-        "_loop", "_fd", "_protocol", "_connected", "_closing", "_conn_lost",
+        "_loop", "_fd", "_protocol", "_context", "_connected", "_closing", "_conn_lost",
         "_reading_paused", "_read_cb",
         "_buffer", "_buffer_size", "_protocol_paused", "_high_water", "_low_water",
         "__dict__", "__weakref__",
@@ -97,6 +111,9 @@ class FdTransport(asyncio.Transport):
         self._loop = loop
         self._fd = fd
         self._protocol = protocol
+        #: Every protocol callback runs in this one context: a copy of the one current when
+        #: the connection was made (see "Context" above).
+        self._context = contextvars.copy_context()
         self._connected = False
         self._closing = False
         self._conn_lost = 0
@@ -112,7 +129,7 @@ class FdTransport(asyncio.Transport):
         """Claim the fd, then: connection_made, start reading, wake the creator — in order."""
         loop = self._loop
         loop._transports[self._fd] = self
-        loop.call_soon(self._connection_made)
+        loop.call_soon(self._connection_made, context=self._context)
         if self._read_cb is not None:
             # Reading starts only once connection_made has run, as on the standard loop.
             loop.call_soon(self._start_reading)
@@ -145,7 +162,7 @@ class FdTransport(asyncio.Transport):
 
     def _start_reading(self) -> None:
         if not self._closing and not self._reading_paused:
-            self._loop._add_reader(self._fd, self._read_cb)
+            self._loop._add_reader(self._fd, self._read_cb, context=self._context)
 
     def is_reading(self) -> bool:
         return not self._reading_paused and not self._closing
@@ -162,7 +179,7 @@ class FdTransport(asyncio.Transport):
         if self._closing or not self._reading_paused:
             return
         self._reading_paused = False
-        self._loop._add_reader(self._fd, self._read_cb)
+        self._loop._add_reader(self._fd, self._read_cb, context=self._context)
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
@@ -244,7 +261,7 @@ class FdTransport(asyncio.Transport):
         loop = self._loop
         loop._remove_writer(self._fd)
         loop._remove_reader(self._fd)
-        loop.call_soon(self._call_connection_lost, exc)
+        loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:

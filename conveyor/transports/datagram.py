@@ -170,7 +170,7 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
                 return
             except _WOULD_BLOCK:
                 self._buffer = collections.deque()
-                self._loop._add_writer(self._fd, self._write_ready)
+                self._loop._add_writer(self._fd, self._write_ready, context=self._context)
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return

@@ -95,7 +95,7 @@ class ReadPipeTransport(_PipeFile, FdTransport):
         # EOF: eof_received, then connection_lost, each from its own callback (as asyncio).
         self._closing = True
         self._loop._remove_reader(self._fd)
-        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._protocol.eof_received, context=self._context)
         self._schedule_connection_lost(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
@@ -150,7 +150,7 @@ class WritePipeTransport(_PipeFile, StreamTransport):
 
     def _watch_reader(self) -> None:
         if self._pipe is not None and not self._closing:
-            self._loop._add_reader(self._fd, self._reader_gone)
+            self._loop._add_reader(self._fd, self._reader_gone, context=self._context)
 
     def _reader_gone(self) -> None:
         if self._loop.get_debug():

@@ -141,7 +141,7 @@ class SocketTransport(StreamTransport):
         changed = self._read_cb is not None and read_cb.__func__ is not self._read_cb.__func__
         self._read_cb = read_cb
         if changed and self.is_reading() and self._sock is not None:
-            self._loop._add_reader(self._fd, read_cb)
+            self._loop._add_reader(self._fd, read_cb, context=self._context)
 
     # ------------------------------------------------------------------ reading
 

@@ -90,7 +90,7 @@ class StreamTransport(FdTransport):
             else:
                 data = bytes(memoryview(data)[sent:])
             buffer = self._buffer = collections.deque()
-            self._loop._add_writer(self._fd, self._write_ready)
+            self._loop._add_writer(self._fd, self._write_ready, context=self._context)
         elif type(data) is not bytes:
             data = bytes(data)
         buffer.append(data)

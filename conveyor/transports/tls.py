@@ -565,7 +565,10 @@ class TLSProtocol(asyncio.BufferedProtocol):
         """The one place the application's connection_lost is scheduled: at most once."""
         if self._app_connected and not self._app_lost:
             self._app_lost = True
-            self._loop.call_soon(self._app_protocol.connection_lost, exc)
+            # In the connection's context, like every other callback the application gets
+            # (they all come from the raw transport's callbacks).
+            context = getattr(self._transport, "_context", None)
+            self._loop.call_soon(self._app_protocol.connection_lost, exc, context=context)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if not isinstance(exc, OSError):
