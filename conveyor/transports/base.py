@@ -88,13 +88,11 @@ def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any = None) 
 class FdTransport(asyncio.Transport):
     """What every transport over one file descriptor shares (see the module docstring).
 
-    A subclass sets `_fd`, keeps its file object, and supplies:
-
-    - `_close_file()`: close and forget the file object (called exactly once);
-    - `_file_is_open()`: whether there is still a file object to close;
-    - `_read_cb`: the bound method the loop calls when the fd is readable, or None for a
-      transport that never reads (a write pipe watches its fd differently);
-    - `_discard_buffer()` if its write buffer is not the stream deque used here.
+    A subclass names the attribute that holds its file object (`_file_attr`: the socket or
+    the pipe; the file is closed exactly once, after connection_lost) and sets `_read_cb`,
+    the bound method the loop calls when the fd is readable (None for a transport that
+    never reads). `_is_routine(exc)` says which errors are the peer's doing rather than a
+    bug: those are logged in debug mode only, the rest go to the exception handler.
     """
 
     __slots__ = (
@@ -104,8 +102,8 @@ class FdTransport(asyncio.Transport):
         "__dict__", "__weakref__",
     )
 
-    #: Words used in error messages: "Fatal write error on socket transport".
-    _kind = "fd"
+    #: Where the subclass keeps its file object.
+    _file_attr = "_sock"
 
     def _init_lifecycle(self, loop: Any, fd: int, protocol: asyncio.BaseProtocol) -> None:
         self._loop = loop
@@ -226,9 +224,12 @@ class FdTransport(asyncio.Transport):
         """Close at once, discarding whatever is still buffered."""
         self._force_close(None)
 
+    def _is_routine(self, exc: BaseException) -> bool:
+        """A peer that resets or goes away is routine; anything else is a bug worth showing."""
+        return isinstance(exc, OSError)
+
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        # A peer that resets or goes away is routine; anything else is a bug worth showing.
-        if isinstance(exc, OSError):
+        if self._is_routine(exc):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
         else:
@@ -276,10 +277,26 @@ class FdTransport(asyncio.Transport):
         self._protocol = None
         self._read_cb = None
 
-    # ------------------------------------------------------------------ subclass hooks
+    def _file_is_open(self) -> bool:
+        return getattr(self, self._file_attr, None) is not None
 
-    def _file_is_open(self) -> bool:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
+    def _close_file(self) -> None:
+        """Close the file object exactly once, however often this is called."""
+        file = getattr(self, self._file_attr, None)
+        if file is not None:
+            setattr(self, self._file_attr, None)
+            file.close()
 
-    def _close_file(self) -> None:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
+    def _note_socket_names(self, sock: Any) -> None:
+        """asyncio's extra info for a socket: the socket, sockname and peername (or None)."""
+        extra = self._extra
+        extra["socket"] = sock
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None

@@ -56,23 +56,13 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
 
     __slots__ = ("_sock", "_address", "_send_connected", "_read_buffer")
 
-    _kind = "datagram"
-
     def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  address: Any = None, waiter: asyncio.Future | None = None,
                  extra: dict | None = None) -> None:
         super().__init__(extra)
         self._sock = None  # until set below, __del__ has nothing to close
-        self._extra["socket"] = sock
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        try:
-            peername = sock.getpeername()
-        except OSError:
-            peername = None
-        self._extra["peername"] = peername
+        self._note_socket_names(sock)
+        peername = self._extra["peername"]
         self._init_lifecycle(loop, sock.fileno(), protocol)
         self._sock = sock
         #: The address every datagram goes to, or None for an unconnected endpoint.
@@ -96,14 +86,6 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
                 info.append(f"peername={self._extra['peername']!r}")
             info.append(f"write_buffer={self._buffer_size}")
         return "<{}>".format(" ".join(info))
-
-    def _file_is_open(self) -> bool:
-        return getattr(self, "_sock", None) is not None
-
-    def _close_file(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
 
     def _release(self) -> None:
         super()._release()

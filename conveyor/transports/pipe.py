@@ -44,17 +44,21 @@ def _pipe_fd(pipe: Any) -> int:
 
 
 class _PipeFile:
-    """What both pipe transports do with their file object: close it exactly once."""
+    """What both pipe transports do with their file object."""
 
     __slots__ = ()
 
-    def _file_is_open(self) -> bool:
-        return getattr(self, "_pipe", None) is not None
+    _file_attr = "_pipe"
 
-    def _close_file(self) -> None:
-        pipe, self._pipe = self._pipe, None
-        if pipe is not None:
-            pipe.close()
+    def _init_pipe(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol) -> int:
+        """Check and adopt `pipe` (its fd made non-blocking); the fd."""
+        self._pipe = None  # until the fd has passed the checks: __del__ has nothing to close
+        self._extra["pipe"] = pipe
+        fd = _pipe_fd(pipe)
+        self._init_lifecycle(loop, fd, protocol)
+        self._pipe = pipe
+        os.set_blocking(fd, False)
+        return fd
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} fd={self._fd} {self._state_name()}>"
@@ -65,18 +69,11 @@ class ReadPipeTransport(_PipeFile, FdTransport):
 
     __slots__ = ("_pipe",)
 
-    _kind = "pipe"
-
     def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
-        self._pipe = None  # until the fd has passed the checks: __del__ has nothing to close
-        self._extra["pipe"] = pipe
-        fd = _pipe_fd(pipe)
-        self._init_lifecycle(loop, fd, protocol)
-        self._pipe = pipe
+        self._init_pipe(loop, pipe, protocol)
         self._read_cb = self._read_ready
-        os.set_blocking(fd, False)
         self._start(waiter)
 
     def _read_ready(self) -> None:
@@ -98,17 +95,10 @@ class ReadPipeTransport(_PipeFile, FdTransport):
         self._loop.call_soon(self._protocol.eof_received, context=self._context)
         self._schedule_connection_lost(None)
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
+    def _is_routine(self, exc: BaseException) -> bool:
         # A read error on a pipe is unusual enough to show, unlike a socket's reset; but EIO
         # is how a pty says its other side closed: that is its EOF.
-        if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol})
-        self._force_close(exc)
+        return isinstance(exc, OSError) and exc.errno == errno.EIO
 
 
 class WritePipeTransport(_PipeFile, StreamTransport):
@@ -116,7 +106,6 @@ class WritePipeTransport(_PipeFile, StreamTransport):
 
     __slots__ = ("_pipe",)
 
-    _kind = "pipe"
     _write_error = "Fatal write error on pipe transport"
     _writes_while_closing = False
 
@@ -129,14 +118,9 @@ class WritePipeTransport(_PipeFile, StreamTransport):
     def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
-        self._pipe = None  # until the fd has passed the checks: __del__ has nothing to close
-        self._extra["pipe"] = pipe
-        fd = _pipe_fd(pipe)
-        self._init_lifecycle(loop, fd, protocol)
+        fd = self._init_pipe(loop, pipe, protocol)
         self._init_stream()
-        self._pipe = pipe
         mode = os.fstat(fd).st_mode
-        os.set_blocking(fd, False)
         self._start(waiter)
         # Watching the write end for "readable" is how a pipe or socket tells us the reader
         # has gone. A character device (a pty) would report readable for its own input, so

@@ -70,7 +70,6 @@ class SocketTransport(StreamTransport):
 
     __slots__ = ("_sock", "_server", "_rbuf", "_bulk", "_data_received", "_read_eof_seen")
 
-    _kind = "socket"
     _write_error = "Fatal write error on socket transport"
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
@@ -78,16 +77,7 @@ class SocketTransport(StreamTransport):
                  server: Any = None) -> None:
         super().__init__(extra)
         self._sock = None  # until the checks below pass, __del__ has nothing to close
-        self._extra["socket"] = sock
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        self._note_socket_names(sock)
         self._init_lifecycle(loop, sock.fileno(), protocol)
         self._init_stream()
         self._sock = sock
@@ -113,14 +103,6 @@ class SocketTransport(StreamTransport):
             info.append(f"write=<{'polling' if self._buffer else 'idle'}, "
                         f"bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
-
-    def _file_is_open(self) -> bool:
-        return getattr(self, "_sock", None) is not None
-
-    def _close_file(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
 
     def _release(self) -> None:
         super()._release()
