@@ -69,12 +69,10 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
         self._address = address
         #: A connected socket sends with send(); sendto() on it would fail on some systems.
         self._send_connected = peername is not None
-        if sock.family in _INET_FAMILIES:
-            self._read_buffer = None
-            self._read_cb = self._read_ready
-        else:
-            self._read_buffer = bytearray(_UNIX_READ_SIZE)
-            self._read_cb = self._read_ready_into
+        # A UDP datagram fits one 64 KiB recvfrom; a Unix one may be larger, and is read
+        # into a reused buffer (see _UNIX_READ_SIZE).
+        self._read_buffer = None if sock.family in _INET_FAMILIES else bytearray(_UNIX_READ_SIZE)
+        self._read_cb = self._read_ready
         self._start(waiter)
 
     def __repr__(self) -> str:
@@ -97,7 +95,11 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
         if self._conn_lost:
             return
         try:
-            data, addr = self._sock.recvfrom(_UDP_READ_SIZE)
+            if self._read_buffer is None:
+                data, addr = self._sock.recvfrom(_UDP_READ_SIZE)
+            else:
+                nbytes, addr = self._sock.recvfrom_into(self._read_buffer)
+                data = bytes(self._read_buffer[:nbytes])
         except _WOULD_BLOCK:
             return
         except OSError as exc:
@@ -108,22 +110,6 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
             self._fatal_error(exc, "Fatal read error on datagram transport")
         else:
             self._protocol.datagram_received(data, addr)
-
-    def _read_ready_into(self) -> None:
-        if self._conn_lost:
-            return
-        try:
-            nbytes, addr = self._sock.recvfrom_into(self._read_buffer)
-        except _WOULD_BLOCK:
-            return
-        except OSError as exc:
-            self._protocol.error_received(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-        else:
-            self._protocol.datagram_received(bytes(self._read_buffer[:nbytes]), addr)
 
     # ------------------------------------------------------------------------ writing
 
