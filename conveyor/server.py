@@ -24,6 +24,7 @@ import socket
 import sys
 from typing import Any, Callable
 
+from .transport_socket import TransportSocket
 from .transports.socket import SocketTransport
 
 logger = logging.getLogger("asyncio")
@@ -86,10 +87,12 @@ class Server(asyncio.AbstractServer):
         return self._serving
 
     @property
-    def sockets(self) -> tuple[socket.socket, ...]:
+    def sockets(self) -> tuple[TransportSocket, ...]:
+        """Views of the listening sockets that refuse what would break the loop (accept,
+        close, blocking mode), as asyncio's are; new views on every call, as there."""
         if self._sockets is None:
             return ()
-        return tuple(self._sockets)
+        return tuple(TransportSocket(sock) for sock in self._sockets)
 
     def close(self) -> None:
         sockets = self._sockets

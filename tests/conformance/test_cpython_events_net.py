@@ -36,6 +36,7 @@ EXCLUDED: dict[str, str] = {
     # 3.12+ only:
     "ConveyorNetEventLoopTests.test_create_server_trsock":
         "asserts Server.sockets are instances of asyncio.trsock.TransportSocket, a private "
-        "class of the standard loop; conveyor gives the socket objects themselves (as "
-        "uvloop gives its own socket-like objects)",
+        "class of the standard loop; conveyor gives its own view with the same behaviour "
+        "(conveyor.transport_socket.TransportSocket), which tests/functional/test_dropin.py "
+        "compares with asyncio's operation by operation",
 }

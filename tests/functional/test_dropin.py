@@ -336,3 +336,70 @@ def test_unix_socket_file_of_someone_else_is_kept(loop, tmp_path):
             other.close()
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 5)) is True
+
+
+# ---------------------------------------------------- Server.sockets are safe views
+
+_REFUSED = ("accept", "recv", "recv_into", "send", "sendall", "close", "detach", "listen",
+            "bind", "connect", "makefile", "sendfile")
+
+
+def _server_socket_outcomes(loop) -> dict:
+    import pickle
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        try:
+            (view,) = server.sockets
+            out = {
+                "not a socket.socket": not isinstance(view, socket.socket),
+                "getsockname": view.getsockname()[0],
+                "family": view.family,
+                "type": view.type,
+                "proto": view.proto,
+                "fileno": view.fileno() >= 0,
+                "getsockopt": bool(view.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
+                "setsockopt": _outcome(lambda: view.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)),
+                "settimeout(0)": _outcome(lambda: view.settimeout(0)),
+                "settimeout(1)": _outcome(lambda: view.settimeout(1)),
+                "settimeout(None)": _outcome(lambda: view.settimeout(None)),
+                "gettimeout": view.gettimeout(),
+                "setblocking(False)": _outcome(lambda: view.setblocking(False)),
+                "setblocking(True)": _outcome(lambda: view.setblocking(True)),
+                "get_inheritable": view.get_inheritable(),
+                "pickle": _outcome(lambda: pickle.dumps(view))[0],
+                "repr": "TransportSocket fd=" in repr(view),
+                "views are new each time": server.sockets[0] is not server.sockets[0],
+            }
+            for name in _REFUSED:
+                out[name] = hasattr(view, name)
+            duplicate = view.dup()
+            out["dup"] = type(duplicate).__name__
+            duplicate.close()
+            # Nothing above broke the server: it still accepts.
+            reader, writer = await asyncio.open_connection(*view.getsockname()[:2])
+            writer.close()
+            await writer.wait_closed()
+            out["still serving"] = server.is_serving()
+            return out
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return loop.run_until_complete(asyncio.wait_for(main(), 5))
+
+
+@pytest.mark.timeout(20)  # a raw socket made blocking here would hang the loop
+def test_server_sockets_are_views_that_refuse_what_would_break_the_loop():
+    results = {}
+    for name, loop in _loops():
+        try:
+            results[name] = _server_socket_outcomes(loop)
+        finally:
+            loop.close()
+    ours = results["conveyor"]
+    assert ours["settimeout(1)"][0] == "ValueError"
+    assert ours["setblocking(True)"][0] == "ValueError"
+    assert not any(ours[name] for name in _REFUSED)
+    assert ours == results["asyncio"]

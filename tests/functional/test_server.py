@@ -219,7 +219,7 @@ def test_server_on_given_socket_and_bad_arguments(loop):
     async def main():
         sock = socket.create_server(("127.0.0.1", 0))
         server = await loop.create_server(Tracked, sock=sock, backlog=5)
-        assert server.sockets == (sock,)
+        assert [view.fileno() for view in server.sockets] == [sock.fileno()]
         port = sock.getsockname()[1]
         client = await connected_client(port)
         await loop.sock_sendall(client, b"x")
@@ -276,7 +276,7 @@ def test_protocol_factory_failure_is_reported_and_server_survives(loop):
 
 
 _EMFILE_CHILD = textwrap.dedent("""
-    import asyncio, json, os, resource, sys, time
+    import asyncio, json, os, resource, socket, sys, time
     import conveyor, conveyor.server
 
     conveyor.server.ACCEPT_RETRY_DELAY = 0.3
@@ -297,9 +297,11 @@ _EMFILE_CHILD = textwrap.dedent("""
                 if len(accepted) == CLIENTS:
                     all_in.set_result(None)
 
-        server = await loop.create_server(Closer, "127.0.0.1", 0, backlog=CLIENTS,
+        # Listening before the server serves, so clients queue in the backlog; the server's
+        # own sockets refuse listen() (they are views), so it is given a listening socket.
+        listener = socket.create_server(("127.0.0.1", 0), backlog=CLIENTS)
+        server = await loop.create_server(Closer, sock=listener, backlog=CLIENTS,
                                           start_serving=False)
-        server.sockets[0].listen(CLIENTS)
         print(server.sockets[0].getsockname()[1], flush=True)
         sys.stdin.readline()  # every client is in the backlog now (blocking here is fine)
         # Room for about two more descriptors: a later accept fails with EMFILE.
