@@ -57,6 +57,9 @@ _new_handle = Handle.__new__
 _MAX_TIMEOUT = 24 * 3600
 #: How many frames of coroutine origin debug mode records (asyncio's value).
 _DEBUG_STACK_DEPTH = 10
+#: Whether create_task hands `name` to the task factory (asyncio does from 3.14; before,
+#: it sets the name on the task the factory returned).
+_FACTORY_GETS_NAME = sys.version_info >= (3, 14)
 #: Callables run with every new loop: conveyor.observe uses it to instrument the loops a
 #: program creates itself (``python -m conveyor trace``, ``with conveyor.trace(...)``).
 _new_loop_observers: list[Callable[[Any], Any]] = []
@@ -472,17 +475,30 @@ class EventLoop(asyncio.AbstractEventLoop):
         return asyncio.Future(loop=self)
 
     def create_task(self, coro, *, name=None, context=None, **kwargs) -> asyncio.Task:
+        """Wrap `coro` in a task: the factory's, or asyncio.Task given every keyword
+        (`eager_start` included, on Pythons whose Task has it).
+
+        A task factory gets the keywords as the running Python's asyncio gives them: from
+        3.14, all of them, `name` included; before, `context` (when given) and any extra
+        keyword, with the name set on the task afterwards, so factories written for those
+        versions' `(loop, coro, context=None)` signature keep working."""
         self._check_closed()
-        if self._task_factory is None:
+        factory = self._task_factory
+        if factory is None:
             task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
             if task._source_traceback:
                 del task._source_traceback[-1]
         else:
             if context is not None:
                 kwargs["context"] = context
-            task = self._task_factory(self, coro, **kwargs)
-            if name is not None:
-                task.set_name(name)
+            if _FACTORY_GETS_NAME:
+                if name is not None:
+                    kwargs["name"] = name
+                task = factory(self, coro, **kwargs)
+            else:
+                task = factory(self, coro, **kwargs)
+                if name is not None:
+                    task.set_name(name)
         if self._hooks is not None:
             self._hooks.task_created(task)
         return task

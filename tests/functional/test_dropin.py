@@ -403,3 +403,66 @@ def test_server_sockets_are_views_that_refuse_what_would_break_the_loop():
     assert ours["setblocking(True)"][0] == "ValueError"
     assert not any(ours[name] for name in _REFUSED)
     assert ours == results["asyncio"]
+
+
+# ---------------------------------------------------- create_task's keywords
+
+def test_create_task_hands_every_keyword_to_the_factory(monkeypatch):
+    """3.14's rule: the factory gets every keyword, name included, and the loop does not
+    rename the task afterwards. Before 3.14 conveyor keeps those versions' rule (name set
+    after the factory ran), so a `(loop, coro, context=None)` factory keeps working."""
+    import contextvars
+
+    import conveyor.loop as loop_module
+
+    calls = []
+
+    def factory(loop_, coro, **kwargs):
+        calls.append(dict(kwargs))
+        kwargs.pop("custom", None)
+        return asyncio.Task(coro, loop=loop_, **kwargs)
+
+    async def noop():
+        return None
+
+    ctx = contextvars.copy_context()
+    for gets_name in (True, False):
+        monkeypatch.setattr(loop_module, "_FACTORY_GETS_NAME", gets_name)
+        calls.clear()
+        loop = conveyor.new_event_loop()
+        try:
+            loop.set_task_factory(factory)
+            extra = {"eager_start": False} if sys.version_info >= (3, 12) else {}
+            task = loop.create_task(noop(), name="n", context=ctx, custom=1, **extra)
+            loop.run_until_complete(asyncio.wait_for(task, 5))
+            expected = {"context": ctx, "custom": 1, **extra}
+            if gets_name:
+                expected["name"] = "n"
+            assert calls[0] == expected
+            assert task.get_name() == "n"
+            # Nothing but what was given: no name=None, no context=None.
+            calls.clear()
+            task = loop.create_task(noop())
+            loop.run_until_complete(asyncio.wait_for(task, 5))
+            assert calls[0] == {}
+        finally:
+            loop.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="Task's eager_start is new in 3.12")
+def test_create_task_eager_start_without_a_factory(loop):
+    steps = []
+
+    async def job():
+        steps.append("started")
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main():
+        eager = loop.create_task(job(), eager_start=True)
+        assert steps == ["started"]  # ran to its first await inside create_task
+        lazy = loop.create_task(job(), eager_start=False)
+        assert steps == ["started"]
+        return await eager, await lazy
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), 5)) == ("done", "done")
