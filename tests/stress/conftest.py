@@ -73,6 +73,10 @@ class ServerProc:
         self.proc.stdin.flush()
         return self._reply(op, timeout)
 
+    def fds(self) -> int:
+        """The server's open fds, counted from outside (works while it is out of fds)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
     def cpu_seconds(self) -> float:
         """User + system CPU of the whole server process, from /proc (no help from its loop)."""
         with open(f"/proc/{self.pid}/stat") as f:

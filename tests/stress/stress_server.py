@@ -290,6 +290,7 @@ class Harness:
         self.ticker: asyncio.TimerHandle | None = None
         self.last_tick = 0.0
         self.signals = 0
+        self.signal_seen: asyncio.Future | None = None
 
     async def op_serve(self, kind: str, **params: Any) -> dict[str, Any]:
         loop = self.loop
@@ -380,8 +381,21 @@ class Harness:
     async def op_signals(self) -> dict[str, Any]:
         def on_signal() -> None:
             self.signals += 1
+            if self.signal_seen is not None and not self.signal_seen.done():
+                self.signal_seen.set_result(None)
         self.loop.add_signal_handler(signal.SIGUSR1, on_signal)
         return {"pid": os.getpid()}
+
+    async def op_wait_signals(self, above: int, within: float) -> dict[str, Any]:
+        """Wait until the signal handler has run more than `above` times."""
+        deadline = self.loop.time() + within
+        while self.signals <= above and self.loop.time() < deadline:
+            self.signal_seen = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self.signal_seen, deadline - self.loop.time())
+            except asyncio.TimeoutError:
+                break
+        return {"timeout": self.signals <= above, "signals": self.signals}
 
     async def op_signals_off(self) -> dict[str, Any]:
         self.loop.remove_signal_handler(signal.SIGUSR1)
