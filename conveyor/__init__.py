@@ -10,11 +10,11 @@
 from .loop import EventLoop
 from .runner import EventLoopPolicy, install, new_event_loop, run
 from .files import open_file, read_bytes, read_text, write_bytes, write_text
-from .observe import (Instrument, add_instrument, collect_stats, dump_tasks,
+from .observe import (Instrument, add_instrument, collect_stats, console, dump_tasks,
                       dump_tasks_on_signal, loop_stats, remove_instrument, trace, watchdog)
 
 __all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run",
            "Instrument", "add_instrument", "remove_instrument", "trace", "watchdog",
-           "collect_stats", "loop_stats", "dump_tasks", "dump_tasks_on_signal",
+           "collect_stats", "loop_stats", "dump_tasks", "dump_tasks_on_signal", "console",
            "open_file", "read_bytes", "read_text", "write_bytes", "write_text"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ The options switch on conveyor.observe for every conveyor loop the program creat
 ``--watchdog S`` reports stalls longer than S seconds with the blocking stack; ``--trace
 PATH`` writes a timeline when the program ends (``.html`` page or Chrome trace JSON);
 ``--debug`` turns on the loop's debug mode; ``--dump-tasks-on-signal`` prints the task
-tree on SIGUSR1.
+tree on SIGUSR1; ``--console`` opens the live console (``python -m conveyor top PID``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import traceback
 from typing import Any
 
 from . import loop as loop_mod
+from .observe.console import console as open_console
 from .observe.taskdump import dump_tasks_on_signal
 from .observe.trace import DEFAULT_SLOW, Tracer
 from .observe.watchdog import Watchdog
@@ -89,12 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="asyncio debug mode")
     parser.add_argument("--dump-tasks-on-signal", action="store_true",
                         help="print the task tree when the process gets SIGUSR1")
+    parser.add_argument("--console", action="store_true",
+                        help="listen for 'python -m conveyor top PID' (a socket only this "
+                             "user can open; nothing is measured until top attaches)")
     add_program_arguments(parser)
     return parser
 
 
 def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
-                watchdog: float | None, debug: bool, dump_signal: bool) -> int:
+                watchdog: float | None, debug: bool, dump_signal: bool,
+                console: bool = False) -> int:
     """Run the program ``ns`` names with the requested observers; returns an exit status."""
     program = list(ns.program)
     if ns.module is None and not program:
@@ -117,6 +122,7 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
         trace = os.path.abspath(trace)  # the program may chdir before the file is written
     tracer = Tracer(trace, slow=slow).start() if trace else None
     dog = Watchdog(watchdog).start() if watchdog else None
+    listening = open_console() if console else None
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     status = 0
     try:
@@ -154,6 +160,8 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
             dump.close()
         if dog is not None:
             dog.stop()
+        if listening is not None:
+            listening.close()
         if tracer is not None:
             tracer.stop()
             print(f"conveyor: trace written to {trace}", file=sys.stderr)
@@ -163,4 +171,5 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
 def main(argv: list[str]) -> int:
     ns = parse(_parser(), argv)
     return run_program(ns, trace=ns.trace, slow=ns.slow, watchdog=ns.watchdog,
-                       debug=ns.debug, dump_signal=ns.dump_tasks_on_signal)
+                       debug=ns.debug, dump_signal=ns.dump_tasks_on_signal,
+                       console=ns.console)

@@ -186,13 +186,18 @@ class LoopStats(Instrument):
         self._tie = itertools.count()
         self._poll_started = 0.0
         self._poll_ended = _clock()
+        #: True while the loop waits in the kernel: a snapshot taken from another thread
+        #: (the live console) then counts the wait so far as poll time, not as busy time.
+        self.in_poll = False
 
     # -------------------------------------------------------------- hooks
 
     def before_poll(self, timeout: float | None) -> None:
         self._poll_started = _clock()
+        self.in_poll = True
 
     def after_poll(self, timeout: float | None, events: list) -> None:
+        self.in_poll = False
         self._poll_ended = now = _clock()
         self.poll_time += now - self._poll_started
         self.iterations += 1
@@ -228,13 +233,22 @@ class LoopStats(Instrument):
     # ------------------------------------------------------------ reading
 
     def snapshot(self) -> Snapshot:
-        """The figures now. Call it from the loop's thread (or with the loop stopped)."""
+        """The figures now.
+
+        Meant for the loop's thread; from another thread (the live console) it is a
+        best-effort read: each figure is consistent, the set of them may straddle a
+        callback.
+        """
         loop = self.loop
-        elapsed = _clock() - self.started
-        busy = max(elapsed - self.poll_time, 0.0)
+        now = _clock()
+        elapsed = now - self.started
+        poll_time = self.poll_time
+        if self.in_poll:
+            poll_time += max(now - self._poll_started, 0.0)
+        busy = max(elapsed - poll_time, 0.0)
         heap = getattr(getattr(loop, "_timers", None), "heap", [])
         pending = 0
-        for entry in heap:
+        for entry in list(heap):
             timer = entry[-1] if isinstance(entry, tuple) else entry
             if not timer._cancelled:
                 pending += 1
@@ -245,11 +259,11 @@ class LoopStats(Instrument):
         return Snapshot(
             elapsed=elapsed, iterations=self.iterations, callbacks=self.callbacks,
             task_steps=self.task_steps, tasks_created=self.tasks_created,
-            tasks_done=self.tasks_done, poll_time=self.poll_time,
+            tasks_done=self.tasks_done, poll_time=poll_time,
             callback_time=self.callback_time,
             utilization=busy / elapsed if elapsed > 0 else 0.0,
             timer_lag=self.timer_lag.as_dict(), queue_delay=self.queue_delay.as_dict(),
-            slowest=[item[2] for item in sorted(self._slowest, reverse=True)],
+            slowest=[item[2] for item in sorted(list(self._slowest), reverse=True)],
             active_fds=len(getattr(loop, "_interest", ())),
             pending_timers=pending, ready_callbacks=len(getattr(loop, "_ready", ())),
             tasks_alive=alive)

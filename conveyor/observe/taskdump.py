@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from .hooks import Instrument, add_instrument, instruments, peek_exception
 
-__all__ = ["TaskTree", "track_spawns", "await_chain", "format_tasks", "dump_tasks",
+__all__ = ["TaskTree", "track_spawns", "await_chain", "await_frames", "task_state", "format_tasks", "dump_tasks",
            "dump_tasks_on_signal", "SignalDump"]
 
 
@@ -76,22 +76,29 @@ def _frame_of(awaitable: Any) -> Any:
     return None
 
 
-def await_chain(task: asyncio.Task) -> list[str]:
-    """The lines describing where ``task`` is suspended, outermost coroutine first."""
-    lines: list[str] = []
+def await_frames(task: asyncio.Task) -> list[dict[str, Any]]:
+    """Where ``task`` is suspended, outermost coroutine first, as records.
+
+    Each record is ``{"name", "file", "line"}`` for a suspended coroutine or generator,
+    ``{"name", "finished": True}`` for one that has finished or not started, and the last
+    may be ``{"awaiting": repr}`` for the future the task waits for. `await_chain` prints
+    these; the live console sends them as they are.
+    """
+    records: list[dict[str, Any]] = []
     awaitable: Any = task.get_coro()
     seen = 0
     while awaitable is not None and seen < 100:
         seen += 1
         if asyncio.isfuture(awaitable):
-            lines.append(f"awaiting {awaitable!r}")
+            records.append({"awaiting": _safe_repr(awaitable)})
             break
         frame = _frame_of(awaitable)
         name = getattr(awaitable, "__qualname__", type(awaitable).__name__)
         if frame is not None:
-            lines.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+            records.append({"name": name, "file": frame.f_code.co_filename,
+                            "line": frame.f_lineno})
         elif any(hasattr(awaitable, attr) for attr in ("cr_code", "gi_code", "ag_code")):
-            lines.append(f"{name} (finished or not started)")
+            records.append({"name": name, "finished": True})
         else:
             break  # a future's iterator: the task's waiter, below, says what it waits for
         nxt = getattr(awaitable, "cr_await", None)
@@ -101,9 +108,34 @@ def await_chain(task: asyncio.Task) -> list[str]:
             nxt = getattr(awaitable, "ag_await", None)
         awaitable = nxt
     waiter = getattr(task, "_fut_waiter", None)
-    if waiter is not None and not (lines and lines[-1].startswith("awaiting")):
-        lines.append(f"awaiting {waiter!r}")
+    if waiter is not None and not (records and "awaiting" in records[-1]):
+        records.append({"awaiting": _safe_repr(waiter)})
+    return records
+
+
+def await_chain(task: asyncio.Task) -> list[str]:
+    """The lines describing where ``task`` is suspended, outermost coroutine first."""
+    lines: list[str] = []
+    for record in await_frames(task):
+        if "awaiting" in record:
+            lines.append(f"awaiting {record['awaiting']}")
+        elif record.get("finished"):
+            lines.append(f"{record['name']} (finished or not started)")
+        else:
+            lines.append(f"{record['name']} at {record['file']}:{record['line']}")
     return lines
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # read from another thread (the console), a repr may race the loop
+        return object.__repr__(obj)
+
+
+def task_state(task: asyncio.Task) -> str:
+    """running / pending / done / cancelled / raised X, without retrieving an exception."""
+    return _state(task)
 
 
 def _state(task: asyncio.Task) -> str:

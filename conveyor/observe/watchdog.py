@@ -32,7 +32,7 @@ from typing import Any
 from .. import loop as loop_mod
 from .hooks import Instrument, add_instrument, remove_instrument
 
-__all__ = ["Watchdog", "Stall", "watchdog"]
+__all__ = ["Watchdog", "Stall", "watchdog", "Heartbeat", "capture_stall"]
 
 logger = logging.getLogger("conveyor.watchdog")
 #: How many stall records a watchdog keeps (every stall is logged regardless).
@@ -75,10 +75,14 @@ class Stall:
             "  " + line for line in traceback.format_list(self.stack))
 
 
-class _Heartbeat(Instrument):
-    """The loop-side half: two timestamps per iteration, nothing per callback."""
+class Heartbeat(Instrument):
+    """The loop-side half: two timestamps per iteration, nothing per callback.
 
-    def __init__(self, watchdog: "Watchdog", loop: Any) -> None:
+    Also used on its own (no watchdog thread) by the live console, which reads it with
+    `capture_stall` when a client asks.
+    """
+
+    def __init__(self, watchdog: "Watchdog | None", loop: Any) -> None:
         self._watchdog = watchdog
         self.loop = loop
         self.thread_id: int | None = None
@@ -119,7 +123,7 @@ class Watchdog:
             raise ValueError(f"interval must be positive, got {interval!r}")
         #: The most recent stalls (at most `MAX_STALLS_KEPT`), oldest first.
         self.stalls: deque[Stall] = deque(maxlen=MAX_STALLS_KEPT)
-        self._beats: dict[Any, _Heartbeat] = {}
+        self._beats: dict[Any, Heartbeat] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,7 +136,7 @@ class Watchdog:
         with self._lock:
             if loop in self._beats:
                 return
-            beat = self._beats[loop] = _Heartbeat(self, loop)
+            beat = self._beats[loop] = Heartbeat(self, loop)
         add_instrument(beat, loop)
 
     def detach(self, loop: Any) -> None:
@@ -191,27 +195,41 @@ class Watchdog:
                 except Exception:  # the watchdog must outlive anything it looks at
                     logger.exception("watchdog failed to inspect %r", beat.loop)
 
-    def _check(self, beat: _Heartbeat) -> None:
-        since = beat.busy_since
-        if since is None or beat.reported is not None:
+    def _check(self, beat: Heartbeat) -> None:
+        if beat.reported is not None:
             return
-        lasted = _clock() - since
-        if lasted < self.threshold:
+        stall = capture_stall(beat, self.threshold)
+        if stall is None:
             return
-        frame = sys._current_frames().get(beat.thread_id)
-        if beat.busy_since != since:
-            return  # the loop came back while we looked
-        stack = traceback.extract_stack(frame) if frame is not None else \
-            traceback.StackSummary()
-        task = _current_task(beat.loop)
-        stall = Stall(started=since, stack=list(stack),
-                      task_repr=None if task is None else _safe_repr(task),
-                      callback=_describe(task, stack), noticed_after=lasted,
-                      _task=None if task is None else weakref.ref(task),
-                      _loop=weakref.ref(beat.loop))
         beat.reported = stall
         self.stalls.append(stall)
         logger.warning("%s", stall.format())
+
+
+def capture_stall(beat: Heartbeat, threshold: float) -> Stall | None:
+    """The stall ``beat``'s loop is in now, if it has run code for ``threshold`` s or more.
+
+    Called from any thread but the loop's: it reads the heartbeat, takes the loop thread's
+    stack and the current task at this moment, and changes nothing (the watchdog logs and
+    records what it returns; the live console only shows it).
+    """
+    since = beat.busy_since
+    if since is None:
+        return None
+    lasted = _clock() - since
+    if lasted < threshold:
+        return None
+    frame = sys._current_frames().get(beat.thread_id)
+    if beat.busy_since != since:
+        return None  # the loop came back while we looked
+    stack = traceback.extract_stack(frame) if frame is not None else \
+        traceback.StackSummary()
+    task = _current_task(beat.loop)
+    return Stall(started=since, stack=list(stack),
+                 task_repr=None if task is None else _safe_repr(task),
+                 callback=_describe(task, stack), noticed_after=lasted,
+                 _task=None if task is None else weakref.ref(task),
+                 _loop=weakref.ref(beat.loop))
 
 
 def _safe_repr(obj: Any) -> str:
