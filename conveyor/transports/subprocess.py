@@ -25,10 +25,12 @@ may reap the child first, and the watch then takes the returncode Popen stored.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 import subprocess
 import warnings
+import weakref
 from collections import deque
 from typing import Any
 
@@ -78,9 +80,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     _closed = True  # until Popen has succeeded: __del__ has nothing to warn about
     _pid: int | None = None
 
-    def __init__(self, loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
-                 stdin: Any, stdout: Any, stderr: Any, bufsize: int,
-                 extra: dict | None = None, **popen_kwargs: Any) -> None:
+    def __init__(self, loop: Any, protocol: asyncio.SubprocessProtocol,
+                 proc: subprocess.Popen, stdin: Any, stdout: Any, stderr: Any,
+                 extra: dict | None = None) -> None:
+        """Take charge of `proc`, a child just spawned by `_spawn` (off the loop thread)."""
         super().__init__(extra)
         self._loop = loop
         self._protocol = protocol
@@ -96,9 +99,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         for fd, spec in ((0, stdin), (1, stdout), (2, stderr)):
             if spec == PIPE:
                 self._pipes[fd] = None
-        self._proc = subprocess.Popen(
-            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-            universal_newlines=False, bufsize=bufsize, **popen_kwargs)
+        self._proc = proc
         self._closed = False
         self._pid = self._proc.pid
         self._extra["subprocess"] = self._proc
@@ -114,7 +115,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
                     stream.close()
             raise
         if loop.get_debug():
-            logger.debug("process %r created: pid %s", args, self._pid)
+            logger.debug("process %r created: pid %s", proc.args, self._pid)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
@@ -281,12 +282,96 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self.close()
 
 
+#: Threads that spawn children for one loop. fork/exec of a large parent takes
+#: milliseconds (page tables are copied, the child must exec before Popen returns), and
+#: the loop should not stall for it; asyncio spawns on the loop thread. A few threads, so
+#: that concurrent spawns overlap without a thread per child.
+SPAWN_THREADS = 4
+_spawners: "weakref.WeakKeyDictionary[Any, concurrent.futures.ThreadPoolExecutor]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _spawner(loop: Any) -> concurrent.futures.ThreadPoolExecutor:
+    """The loop's spawning threads, made on first use and shut down when it closes."""
+    executor = _spawners.get(loop)
+    if executor is None:
+        executor = concurrent.futures.ThreadPoolExecutor(
+            SPAWN_THREADS, thread_name_prefix="conveyor-spawn")
+        _spawners[loop] = executor
+
+        def retire() -> None:
+            if _spawners.get(loop) is executor:
+                del _spawners[loop]
+            executor.shutdown(wait=False)
+
+        loop._on_close(retire)
+    return executor
+
+
+def _spawn(args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any, bufsize: int,
+           popen_kwargs: dict) -> subprocess.Popen:
+    """Runs on a spawning thread: the Popen call that asyncio makes on the loop thread."""
+    return subprocess.Popen(
+        args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+        universal_newlines=False, bufsize=bufsize, **popen_kwargs)
+
+
+def _discard(proc: subprocess.Popen) -> None:
+    """Runs on a spawning thread: end a child nobody will own, reap it, close its pipes."""
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+async def _finish(fut: asyncio.Future) -> None:
+    """Wait for `fut` to finish, through any number of cancellations (the caller re-raises
+    the cancellation it is handling once the work it cannot call back is undone)."""
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:  # noqa: BLE001 - the outcome is read from fut by the caller
+            break
+
+
+async def _undo_spawn(loop: Any, spawning: asyncio.Future) -> None:
+    """The caller was cancelled while its child was being spawned: once the spawn is over,
+    kill and reap that child, as asyncio does with a child whose start was cancelled."""
+    await _finish(spawning)
+    if spawning.cancelled() or spawning.exception() is not None:
+        return
+    discarding = asyncio.wrap_future(_spawner(loop).submit(_discard, spawning.result()),
+                                     loop=loop)
+    await _finish(discarding)
+
+
 async def _start(loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
                  stdin: Any, stdout: Any, stderr: Any, bufsize: int,
                  **popen_kwargs: Any) -> SubprocessTransport:
     loop._check_closed()  # before spawning: a closed loop could never reap the child
-    transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr,
-                                    bufsize, **popen_kwargs)
+    spawning = asyncio.wrap_future(
+        _spawner(loop).submit(_spawn, args, shell, stdin, stdout, stderr, bufsize,
+                              popen_kwargs), loop=loop)
+    try:
+        # Shielded: a spawn cannot be called back once started; a cancellation undoes it.
+        proc = await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        await _undo_spawn(loop, spawning)
+        raise
+    try:
+        transport = SubprocessTransport(loop, protocol, proc, stdin, stdout, stderr)
+    except BaseException:
+        # The watch could not be set up (the transport has killed and reaped the child)
+        # or the loop closed meanwhile: nothing owns this child now.
+        if proc.returncode is None:
+            _discard(proc)
+        raise
     waiter = loop.create_future()
     connecting = loop.create_task(transport._connect_pipes(waiter))
     try:

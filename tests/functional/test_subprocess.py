@@ -431,3 +431,88 @@ def test_a_failing_child_watch_kills_and_reaps_the_child(monkeypatch):
         loop.close()
     assert open_fds() == before
     assert_no_children()
+
+
+# ------------------------------------------------ spawning off the loop thread
+
+def test_spawn_runs_off_the_loop_thread(loop, monkeypatch):
+    """Popen (fork/exec, and the wait for the child's exec) runs on a spawning thread."""
+    spawned_on = []
+
+    class Recording(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            spawned_on.append(threading.get_ident())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "print('hi')",
+                                                    stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        return out, proc.returncode, threading.get_ident()
+
+    out, returncode, loop_thread = run(loop, main())
+    assert (out, returncode) == (b"hi\n", 0)
+    assert spawned_on and loop_thread not in spawned_on
+
+
+def test_the_loop_runs_while_a_slow_child_is_being_spawned(loop):
+    """A child that takes 0.5 s to reach exec (its preexec_fn sleeps) does not stall the
+    loop: a 50 ms timer fires long before subprocess_exec returns. (The standard loop
+    spawns on its own thread and would be stalled for the whole 0.5 s.)"""
+    fired = []
+
+    async def main():
+        started = time.monotonic()
+        loop.call_later(0.05, lambda: fired.append(time.monotonic() - started))
+        proc = await asyncio.create_subprocess_exec(
+            "true", preexec_fn=lambda: time.sleep(0.5))
+        spawned = time.monotonic() - started
+        await proc.wait()
+        return spawned
+
+    spawned = run(loop, main())
+    assert spawned >= 0.5
+    assert len(fired) == 1 and fired[0] < 0.4
+
+
+def test_spawn_errors_are_raised_from_subprocess_exec(loop):
+    async def main():
+        with pytest.raises(FileNotFoundError):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "/nonexistent/program")
+        with pytest.raises(PermissionError):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "/dev/null")
+        with pytest.raises(subprocess.SubprocessError):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "true",
+                                       preexec_fn=lambda: 1 / 0)
+
+    run(loop, main())
+
+
+def test_cancelled_during_a_slow_spawn_leaves_no_child(loop):
+    """Cancelled while the spawning thread waits for the child's exec: subprocess_exec
+    waits for the spawn, kills and reaps the child, then raises CancelledError (the
+    fixture checks no zombie and no fd is left)."""
+    async def main():
+        task = asyncio.ensure_future(loop.subprocess_exec(
+            asyncio.SubprocessProtocol, "sleep", "30", preexec_fn=lambda: time.sleep(0.2)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main())
+
+
+def test_blockbuster_sees_no_blocking_call_in_subprocess_exec(loop):
+    blockbuster = pytest.importorskip("blockbuster")
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await proc.communicate()
+        return proc.returncode
+
+    with blockbuster.blockbuster_ctx("conveyor"):
+        assert run(loop, main()) == 0
