@@ -472,7 +472,6 @@ async def create_unix_server(
         if sock is not None:
             raise ValueError("path and sock can not be specified at the same time")
         path = os.fspath(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if not _is_abstract(path):
             try:
                 if stat.S_ISSOCK(os.stat(path).st_mode):
@@ -483,6 +482,7 @@ async def create_unix_server(
                 import logging
                 logging.getLogger("asyncio").error(
                     "Unable to check or remove stale UNIX socket %r: %r", path, err)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
         except OSError as exc:

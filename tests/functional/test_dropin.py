@@ -466,3 +466,66 @@ def test_create_task_eager_start_without_a_factory(loop):
         return await eager, await lazy
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 5)) == ("done", "done")
+
+
+# ---------------------------------------------------- blocking calls, as blockbuster sees them
+
+def test_blockbuster_with_conveyors_allowances(tmp_path):
+    """With conveyor.testing.blockbuster.allow_conveyor, blockbuster accepts conveyor's
+    deliberate blocking calls (sendfile, Unix socket files) as it accepts asyncio's; without
+    it, it flags each of them (so the allowances are what makes the difference)."""
+    blockbuster = pytest.importorskip("blockbuster")
+    from conveyor.testing.blockbuster import allow_conveyor
+
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"x" * 100_000)
+
+    async def unix_server(loop):
+        path = str(tmp_path / "s.sock")
+        server = await loop.create_unix_server(asyncio.Protocol, path, cleanup_socket=True)
+        server.close()
+        await server.wait_closed()
+
+    async def transport_sendfile(loop):
+        lost = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.done() or lost.set_result(None)
+
+        server = await loop.create_server(Sink, "127.0.0.1", 0)
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, *server.sockets[0].getsockname()[:2])
+        try:
+            with open(payload, "rb") as file:
+                await loop.sendfile(transport, file)
+        finally:
+            transport.close()
+            await lost  # the server side sees EOF and closes itself
+            server.close()
+            await server.wait_closed()
+
+    async def sock_sendfile(loop):
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            with open(payload, "rb") as file:
+                await loop.sock_sendfile(a, file, 0, 1000)
+        finally:
+            a.close()
+            b.close()
+
+    def run_under(scenario, allowing: bool):
+        loop = conveyor.new_event_loop()
+        try:
+            with blockbuster.blockbuster_ctx("conveyor") as bb:
+                if allowing:
+                    allow_conveyor(bb)
+                return _outcome(lambda: loop.run_until_complete(
+                    asyncio.wait_for(scenario(loop), 10)))[0]
+        finally:
+            loop.close()
+
+    for scenario in (unix_server, transport_sendfile, sock_sendfile):
+        assert run_under(scenario, False) == "BlockingError", scenario.__name__
+        assert run_under(scenario, True) == "ok", scenario.__name__
