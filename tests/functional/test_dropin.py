@@ -529,3 +529,123 @@ def test_blockbuster_with_conveyors_allowances(tmp_path):
     for scenario in (unix_server, transport_sendfile, sock_sendfile):
         assert run_under(scenario, False) == "BlockingError", scenario.__name__
         assert run_under(scenario, True) == "ok", scenario.__name__
+
+
+# ---------------------------------------------------- error texts for bad arguments
+
+def _bad_calls(loop, tmp_path) -> dict:
+    """Bad-argument calls of create_connection / create_server / their Unix twins /
+    connect_accepted_socket / sendfile / sock_*, each a coroutine factory."""
+    import ssl
+
+    P = asyncio.Protocol
+    context = ssl.create_default_context()
+    tcp = socket.socket()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    unix_dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    loop._test_sockets = [tcp, udp, unix_dgram]
+    (tmp_path / "file").write_bytes(b"data")
+    missing = str(tmp_path / "missing")
+    regular = str(tmp_path / "file")
+
+    async def sendfile(what):
+        server = await loop.create_server(P, "127.0.0.1", 0)
+        transport, _ = await loop.create_connection(P, *server.sockets[0].getsockname()[:2])
+        try:
+            if what == "text":
+                with open(regular) as file:
+                    await loop.sendfile(transport, file)
+            with open(regular, "rb") as file:
+                if what == "offset":
+                    await loop.sendfile(transport, file, -1)
+                elif what == "count":
+                    await loop.sendfile(transport, file, 0, 0)
+                elif what == "count type":
+                    await loop.sendfile(transport, file, 0, "1")
+                elif what == "closing":
+                    transport.close()
+                    await loop.sendfile(transport, file)
+                elif what == "sock udp":
+                    udp.setblocking(False)
+                    await loop.sock_sendfile(udp, file)
+        finally:
+            transport.close()
+            server.close()
+            await server.wait_closed()
+
+    return {
+        "cc server_hostname without ssl": lambda: loop.create_connection(
+            P, "127.0.0.1", 1, server_hostname="x"),
+        "cc ssl without host": lambda: loop.create_connection(P, sock=tcp, ssl=context),
+        "cc handshake timeout without ssl": lambda: loop.create_connection(
+            P, "127.0.0.1", 1, ssl_handshake_timeout=1),
+        "cc shutdown timeout without ssl": lambda: loop.create_connection(
+            P, "127.0.0.1", 1, ssl_shutdown_timeout=1),
+        "cc host and sock": lambda: loop.create_connection(P, "127.0.0.1", 1, sock=tcp),
+        "cc nothing": lambda: loop.create_connection(P),
+        "cc datagram sock": lambda: loop.create_connection(P, sock=udp),
+        "cc bad port": lambda: loop.create_connection(P, "127.0.0.1", "notaport"),
+        "cs ssl=True": lambda: loop.create_server(P, "127.0.0.1", 0, ssl=True),
+        "cs handshake timeout without ssl": lambda: loop.create_server(
+            P, "127.0.0.1", 0, ssl_handshake_timeout=1),
+        "cs host and sock": lambda: loop.create_server(P, "127.0.0.1", 0, sock=tcp),
+        "cs nothing": lambda: loop.create_server(P),
+        "cs datagram sock": lambda: loop.create_server(P, sock=udp),
+        "cas datagram sock": lambda: loop.connect_accepted_socket(P, udp),
+        "cas handshake timeout without ssl": lambda: loop.connect_accepted_socket(
+            P, tcp, ssl_handshake_timeout=1),
+        "cuc ssl without server_hostname": lambda: loop.create_unix_connection(
+            P, missing, ssl=context),
+        "cuc server_hostname without ssl": lambda: loop.create_unix_connection(
+            P, missing, server_hostname="x"),
+        "cuc path and sock": lambda: loop.create_unix_connection(P, missing, sock=tcp),
+        "cuc nothing": lambda: loop.create_unix_connection(P),
+        "cuc tcp sock": lambda: loop.create_unix_connection(P, sock=tcp),
+        "cuc missing path": lambda: loop.create_unix_connection(P, missing),
+        "cus ssl=True": lambda: loop.create_unix_server(P, missing, ssl=True),
+        "cus path and sock": lambda: loop.create_unix_server(P, missing, sock=tcp),
+        "cus nothing": lambda: loop.create_unix_server(P),
+        "cus tcp sock": lambda: loop.create_unix_server(P, sock=tcp),
+        "cus datagram sock": lambda: loop.create_unix_server(P, sock=unix_dgram),
+        "cus path is a regular file": lambda: loop.create_unix_server(P, regular),
+        "cus no such directory": lambda: loop.create_unix_server(
+            P, str(tmp_path / "nodir" / "s")),
+        "sendfile text file": lambda: sendfile("text"),
+        "sendfile negative offset": lambda: sendfile("offset"),
+        "sendfile count 0": lambda: sendfile("count"),
+        "sendfile count not int": lambda: sendfile("count type"),
+        "sendfile closing transport": lambda: sendfile("closing"),
+        "sock_sendfile datagram socket": lambda: sendfile("sock udp"),
+    }
+
+
+def _normalised(text: str) -> str:
+    """Messages name objects (fds, addresses, class reprs): compare the words around them."""
+    import re
+    return re.sub(r"<[^>]*>|0x[0-9a-f]+|fd=\d+", "…", text)
+
+
+def test_bad_arguments_get_asyncios_exception_type_and_message(tmp_path):
+    results = {}
+    for name, loop in _loops():
+        base = tmp_path / name
+        base.mkdir()
+        try:
+            calls = _bad_calls(loop, base)
+
+            async def attempt(make):
+                try:
+                    await make()
+                except Exception as exc:  # noqa: BLE001 - compared below
+                    return type(exc).__name__, _normalised(str(exc).replace(str(base), "…"))
+                return "no error", ""
+
+            results[name] = {case: loop.run_until_complete(asyncio.wait_for(attempt(make), 5))
+                             for case, make in calls.items()}
+        finally:
+            for sock in getattr(loop, "_test_sockets", ()):
+                sock.close()
+            loop.close()
+    for case, expected in results["asyncio"].items():
+        assert expected[0] != "no error", case
+        assert results["conveyor"][case] == expected, case
