@@ -593,9 +593,13 @@ class Console:
         return warnings
 
     def _task_detail(self, loop: Any, probe: _Probe | None, task: asyncio.Task) -> dict:
-        row = next((r for r in self._task_rows(loop, probe) if r["name"] == task.get_name()
-                    and r["id"] == self._id_of(task)), {"id": self._id_of(task),
-                                                        "name": task.get_name()})
+        task_id = self._id_of(task)
+        row = next((r for r in self._task_rows(loop, probe) if r["id"] == task_id), None)
+        if row is None:  # finished, still referenced by someone
+            coro = task.get_coro()
+            row = {"id": task_id, "name": task.get_name(),
+                   "coro": getattr(coro, "__qualname__", type(coro).__name__),
+                   "state": _safe(lambda: task_state(task)) or "?", "done": True}
         chain = []
         for record in _safe(lambda: await_frames(task)) or []:
             if "file" in record:

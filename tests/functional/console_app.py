@@ -40,6 +40,11 @@ async def parent_worker():
     await asyncio.gather(*children)
 
 
+async def family():
+    kids = [asyncio.create_task(child_worker(n), name=f"kid-{n}") for n in range(2)]
+    await asyncio.gather(*kids)
+
+
 async def blocker(seconds):
     print("blocking", flush=True)
     planted_block(seconds)
@@ -63,6 +68,9 @@ async def main():
         if line[0] == "block":
             await asyncio.create_task(blocker(float(line[1])), name="blocker")
             print("unblocked", flush=True)
+        if line[0] == "spawn":
+            tasks.append(asyncio.create_task(family(), name="family"))
+            print("spawned", flush=True)
         if line[0] == "hooks":
             print("hooks", loop._hooks is None and "none" or
                   ",".join(type(i).__name__ for i in loop._hooks.instruments), flush=True)
