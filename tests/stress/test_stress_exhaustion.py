@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_abort_returns_a_huge_write_buffer(start_server, loop_name):
         full = server.call("stats")
         server.call("abort_all", timeout=10)
     finally:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     after = server.call("stats", settle_memory=True)
 
