@@ -71,6 +71,7 @@ import logging
 import warnings
 from typing import Any
 
+from ..transport_socket import TransportSocket
 from . import flow
 
 logger = logging.getLogger("asyncio")
@@ -288,9 +289,10 @@ class FdTransport(asyncio.Transport):
             file.close()
 
     def _note_socket_names(self, sock: Any) -> None:
-        """asyncio's extra info for a socket: the socket, sockname and peername (or None)."""
+        """asyncio's extra info for a socket: a view of the socket that refuses what would
+        break the transport (reading, writing, closing it), sockname and peername."""
         extra = self._extra
-        extra["socket"] = sock
+        extra["socket"] = TransportSocket(sock)
         try:
             extra["sockname"] = sock.getsockname()
         except OSError:
