@@ -186,6 +186,48 @@ def test_call_later_and_call_at_reject_none(loop):
 
 # ------------------------------------------------------------------ thread-safe wake-up
 
+def test_callbacks_from_threads_join_in_bounded_batches(loop):
+    """A backlog from other threads drains in order, at most FROM_THREADS_PER_ITERATION a
+    turn, with the loop's own callbacks (and so timers and I/O) served between batches; the
+    producer, yielding past the backlog limit, never blocks on a loop that is busy."""
+    from conveyor.loop import FROM_THREADS_BACKLOG, FROM_THREADS_PER_ITERATION
+    count = FROM_THREADS_BACKLOG + 3 * FROM_THREADS_PER_ITERATION
+    order: list = []
+    produced = threading.Event()
+    done = loop.create_future()
+
+    def from_thread(i):
+        order.append(i)
+        if i == count - 1:
+            done.set_result(None)
+
+    def producer():
+        for i in range(count):
+            loop.call_soon_threadsafe(from_thread, i)
+        produced.set()
+
+    def block_until_produced():
+        # The loop is busy while the whole backlog is queued behind its back.
+        threading.Thread(target=producer).start()
+        assert produced.wait(10)
+        loop.call_soon(tick)
+
+    def tick():
+        order.append("tick")
+        if not done.done():
+            loop.call_soon(tick)
+
+    loop.call_soon(block_until_produced)
+    run(loop, done)
+    items = [x for x in order if x != "tick"]
+    assert items == list(range(count))
+    longest = run_length = 0
+    for x in order:
+        run_length = 0 if x == "tick" else run_length + 1
+        longest = max(longest, run_length)
+    assert longest <= FROM_THREADS_PER_ITERATION
+
+
 def test_call_soon_threadsafe_from_many_threads_wakes_a_sleeping_loop(loop):
     threads_count, per_thread = 8, 200
     received = []
