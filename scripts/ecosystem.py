@@ -80,8 +80,15 @@ SUITES = {
         "uvicorn", "0.54.0", groups=("dev",), extra=("uvicorn[standard]==0.54.0",),
         # uvicorn's addopts run 8 xdist workers; on 2 cores one process is faster and keeps
         # the loop bookkeeping in one place. The rest of its options are kept.
-        args=("-o", "addopts=", "-rfE", "--strict-config", "--strict-markers",
+        # Its benchmarks need pytest-codspeed (tooling) and measure, not test.
+        args=("--ignore=tests/benchmarks", "-o", "addopts=", "-rfE", "--strict-config",
+              "--strict-markers",
               "-p", "timeout", "--timeout", "120"),
+        known={test: ("asserts that uvicorn picks stock asyncio's loop class (or uvloop) by "
+                      "default: the conveyor run replaces exactly that choice, by design")
+               for test in ("tests/test_auto_detection.py::test_loop_auto",
+                            "tests/test_compat.py::test_asyncio_run__default_loop_factory",
+                            "tests/test_config.py::test_get_loop_factory[asyncio-")},
     ),
     "anyio": Suite(
         "anyio", "4.16.0", groups=("test",),
@@ -109,6 +116,15 @@ SUITES = {
         # threads, trio) run no event loop.
         extra=("python-socks[asyncio]", "werkzeug"),
         args=("tests/asyncio", "tests/legacy", "-p", "timeout", "--timeout", "120"),
+        known={test: ("a conveyor difference, reported to the transports' owner: the test "
+                      "passes a socket subclass that overrides send() and expects the transport "
+                      "to call it; conveyor's stream transport writes with os.write/os.writev "
+                      "on the fd (transports/stream.py), so the override is never called, "
+                      "where stock asyncio calls sock.send()")
+               for test in ("tests/legacy/test_client_server.py::ClientServerTests::"
+                            "test_explicit_socket",
+                            "tests/legacy/test_client_server.py::SecureClientServerTests::"
+                            "test_explicit_socket")},
     ),
 }
 
