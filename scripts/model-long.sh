@@ -12,9 +12,14 @@ MINUTES=${1:-20}
 shift || true
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
+target=tests/model/test_transport_model.py::test_model
+cases=$("$PY" -m pytest -q --collect-only "$target" "$@" | grep -c '::test_model\[')
+if [ "$cases" -eq 0 ]; then echo "no model cases selected" >&2; exit 2; fi
+per_case=$(awk -v m="$MINUTES" -v c="$cases" 'BEGIN {printf "%.1f", m * 60 / c}')
+echo "== $cases cases, ${per_case} s each"
 start=$(date +%s)
-CONVEYOR_MODEL_PROFILE=long CONVEYOR_MODEL_MINUTES=$MINUTES CONVEYOR_MODEL_REPORT=$report \
-    "$PY" -m pytest -q -o timeout=0 tests/model/test_transport_model.py -k test_model "$@"
+CONVEYOR_MODEL_PROFILE=long CONVEYOR_MODEL_CASE_SECONDS=$per_case CONVEYOR_MODEL_REPORT=$report \
+    "$PY" -m pytest -q -o timeout=0 "$target" "$@"
 status=$?
 echo "== model run: $(( $(date +%s) - start )) s"
 sort "$report" | sed 's/^/   /'

@@ -300,7 +300,10 @@ class SocketPeer(Peer):
     def shutdown_wr(self) -> None:
         if self.alive and not self.wr_closed:
             self.wr_closed = True
-            self.sock.shutdown(socket.SHUT_WR)
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:  # ENOTCONN: the transport has already reset the connection
+                self.reset_seen = True
             self.changed()
 
     def reset(self) -> None:
