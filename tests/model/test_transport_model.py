@@ -757,7 +757,9 @@ KNOWN_DEFECTS = {
     ]),
     # 4. The peer half-closes while megabytes are buffered by a protocol that streams from
     #    resume_writing, then reads everything: it must get every byte, then EOF.
+    #    (keep_open: eof_received returns True, so the writes from resume_writing go on.)
     "peer_half_close_with_buffered_write": ({"unix", "tcp"}, [
+        ("keep_open", {}),
         ("limits", dict(high=65536, low=0)),
         ("arm", dict(hook="resume_writing", action=("write", 6 << 20, "bytes"))),
         ("arm", dict(hook="resume_writing", action=("write", 6 << 20, "bytes"))),
@@ -776,9 +778,15 @@ KNOWN_DEFECTS = {
 
 
 def run_steps(kind: str, loop_name: str, steps, **setup) -> None:
-    """Replay a fixed step sequence on a fresh machine, checking as hypothesis would."""
+    """Replay a fixed step sequence on a fresh machine, checking as hypothesis would.
+
+    A leading ("keep_open", {}) step sets up a protocol whose eof_received returns True.
+    """
     machine = TransportMachine(kind, loop_name)
     try:
+        if steps and steps[0][0] == "keep_open":
+            setup = dict(setup, keep_open=True)
+            steps = steps[1:]
         machine.setup(**setup)
         machine.holds()
         for name, kwargs in steps:
