@@ -26,7 +26,7 @@ import stat
 from typing import Any
 
 from .base import FdTransport
-from .stream import StreamTransport
+from .stream import FdSink, StreamTransport
 
 logger = logging.getLogger("asyncio")
 
@@ -119,7 +119,7 @@ class WritePipeTransport(_PipeFile, StreamTransport):
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
         fd = self._init_pipe(loop, pipe, protocol)
-        self._init_stream()
+        self._init_stream(FdSink(fd))
         mode = os.fstat(fd).st_mode
         self._start(waiter)
         # Watching the write end for "readable" is how a pipe or socket tells us the reader

@@ -79,7 +79,7 @@ class SocketTransport(StreamTransport):
         self._sock = None  # until the checks below pass, __del__ has nothing to close
         self._note_socket_names(sock)
         self._init_lifecycle(loop, sock.fileno(), protocol)
-        self._init_stream()
+        self._init_stream(sock)
         self._sock = sock
         self._rbuf = _loop_read_buffer(loop)
         self._bulk = False

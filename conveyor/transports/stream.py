@@ -1,8 +1,9 @@
 """The byte-stream write path shared by socket transports and write pipes.
 
-Both write to an fd that takes bytes in order and may take only part of them; so both use
-`os.write` / `os.writev` on the fd (a socket's fd takes them exactly as `send` / `sendmsg`
-without flags would), and one implementation of the rules:
+Both write to an fd that takes bytes in order and may take only part of them, through a
+"sink" with `send(data)` and `sendmsg(buffers)`: the socket object itself (so a socket
+subclass that overrides `send` is honoured, as on the standard loop), or for a pipe a small
+adapter over `os.write` / `os.writev`. One implementation of the rules:
 
 - `write()` sends at once when nothing is buffered and keeps only what the kernel did not
   take; a buffered `bytes` is kept as a view (it cannot change), anything else is copied,
@@ -30,25 +31,40 @@ except (AttributeError, ValueError, OSError):
     MAX_IOV = 16
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
-_write = os.write
-_writev = os.writev
+
+
+class FdSink:
+    """The socket-like face of a plain fd the stream path writes to (a pipe's)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def send(self, data) -> int:
+        return os.write(self._fd, data)
+
+    def sendmsg(self, buffers) -> int:
+        return os.writev(self._fd, buffers)
 
 
 class StreamTransport(FdTransport):
     """An FdTransport whose writes are an ordered byte stream.
 
-    Subclasses supply `_shutdown_write()` (what write_eof does once the buffer is empty) and
-    set `_write_error` to the message a failed write is reported with.
+    Subclasses set `_sink` (what is written to: see the module docstring), supply
+    `_shutdown_write()` (what write_eof does once the buffer is empty) and set
+    `_write_error` to the message a failed write is reported with.
     """
 
-    __slots__ = ("_eof", "_empty_waiter")
+    __slots__ = ("_sink", "_eof", "_empty_waiter")
 
     _write_error = "Fatal write error on transport"
     #: A socket keeps accepting writes while close() flushes, as asyncio's does; a pipe
     #: drops them (asyncio's pipe does the same).
     _writes_while_closing = True
 
-    def _init_stream(self) -> None:
+    def _init_stream(self, sink) -> None:
+        self._sink = sink
         self._eof = False
         self._empty_waiter: asyncio.Future | None = None
 
@@ -75,7 +91,7 @@ class StreamTransport(FdTransport):
         buffer = self._buffer
         if buffer is None:
             try:
-                sent = _write(self._fd, data)
+                sent = self._sink.send(data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -109,9 +125,9 @@ class StreamTransport(FdTransport):
             return  # discarded by abort() after this callback was queued
         try:
             if len(buffer) == 1:
-                sent = _write(self._fd, buffer[0])
+                sent = self._sink.send(buffer[0])
             else:
-                sent = _writev(self._fd, list(islice(buffer, 0, MAX_IOV)))
+                sent = self._sink.sendmsg(list(islice(buffer, 0, MAX_IOV)))
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -181,6 +197,7 @@ class StreamTransport(FdTransport):
         self._empty_waiter = None
 
     def _release(self) -> None:
+        self._sink = None
         waiter = self._empty_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionError("Connection is closed by peer"))

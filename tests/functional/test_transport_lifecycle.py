@@ -276,3 +276,29 @@ def test_write_pipe_has_no_read_side(loop):
         await asyncio.sleep(0)
 
     run(loop, main())
+
+
+def test_a_socket_subclass_send_override_is_used(any_loop):
+    """websockets' own tests hand the loop a socket whose send() is instrumented; the
+    transport must write through it, as the standard loop does."""
+    class CountingSocket(socket.socket):
+        sends = 0
+
+        def send(self, data, *args):
+            CountingSocket.sends += 1
+            return super().send(data, *args)
+
+    async def main():
+        a, b = socket.socketpair()
+        counting = CountingSocket(a.family, a.type, fileno=a.detach())
+        transport, _ = await any_loop.connect_accepted_socket(asyncio.Protocol, counting)
+        transport.write(b"through the override")
+        b.setblocking(False)
+        got = await any_loop.sock_recv(b, 100)
+        transport.close()
+        b.close()
+        await asyncio.sleep(0)
+        return got
+
+    assert run(any_loop, main()) == b"through the override"
+    assert CountingSocket.sends >= 1
