@@ -36,6 +36,7 @@ import logging
 import ssl
 import threading
 import warnings
+from collections import deque
 from typing import Any
 
 from . import flow
@@ -92,6 +93,20 @@ def _check_timeout(name: str, value: float | None, default: float) -> float:
     return value
 
 
+def _is_buffered(protocol: Any) -> bool:
+    """Whether decrypted bytes go into the protocol's own buffers (get_buffer/buffer_updated).
+
+    uvloop's rule, wider than an isinstance check: any protocol that has get_buffer and
+    buffer_updated and is not an ``asyncio.Protocol`` is served as a buffered one, so a
+    protocol written against the BufferedProtocol interface without subclassing it still
+    gets its data (it has no data_received to fall back on).
+    """
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        return True
+    return (hasattr(protocol, "get_buffer") and hasattr(protocol, "buffer_updated")
+            and not isinstance(protocol, asyncio.Protocol))
+
+
 def _default_context(server_side: bool) -> ssl.SSLContext:
     """What ``ssl=True`` means for a client; a server has to bring its certificate."""
     if server_side:
@@ -138,7 +153,17 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._handshake_started = 0.0
         self._shutdown_timer: asyncio.TimerHandle | None = None
-        self._pending_writes: list[bytes] = []   # application writes before the handshake
+        #: Application writes OpenSSL could not take yet: before the handshake completes,
+        #: and while a TLS 1.2 renegotiation waits for the peer (SSLObject.write raises
+        #: SSLWantReadError then). Retried in order after each read; see _write_backlog.
+        self._pending_writes: deque[bytes] = deque()
+        self._pending_size = 0
+        #: close() was called while writes were still waiting: close_notify follows them.
+        self._shutdown_after_backlog = False
+        #: close() was called from inside an application callback this module made; the
+        #: close_notify exchange continues once that callback has returned, so the
+        #: application never hears eof_received from inside its own data_received.
+        self._close_notify_owed = False
         #: True while this module is calling into the application: ciphertext waits in the
         #: outgoing BIO and goes out in one raw write when the call returns.
         self._holding = False
@@ -155,7 +180,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._app_eof_done = False      # eof_received was called
         self._closed_writes = 0
         self._app_protocol: asyncio.BaseProtocol = app_protocol
-        self._app_buffered = isinstance(app_protocol, asyncio.BufferedProtocol)
+        self._app_buffered = _is_buffered(app_protocol)
         self.app_transport = SSLTransport(loop, self)
 
     def __repr__(self) -> str:
@@ -186,9 +211,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
         """The peer closed its side without (or after) close_notify."""
         state = self._state
         if state is _State.HANDSHAKE:
-            self._fail_handshake(ConnectionResetError("Connection lost during SSL handshake"))
+            # asyncio and uvloop fail the handshake with a bare ConnectionResetError().
+            self._fail_handshake(ConnectionResetError())
+        elif state is _State.WRAPPED and self._shutdown_after_backlog:
+            self._state = _State.CLOSED     # closed by the application; nothing more to send
         elif state is _State.WRAPPED:
-            if self._app_reading_paused:
+            if self._app_reading_paused or self._read_scheduled:
                 # Plaintext may still wait in the BIOs: keep the raw transport open until
                 # the application resumes reading and has had it, then deliver the EOF.
                 self._eof_pending = True
@@ -268,9 +296,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
             took = self._loop.time() - self._handshake_started
             logger.debug("%r: SSL handshake took %.1f ms", self, took * 1e3)
         if self._pending_writes:
-            for data in self._pending_writes:
-                sslobj.write(data)
-            self._pending_writes.clear()
+            try:
+                self._write_backlog()
+            except ssl.SSLError as exc:
+                self._fail_handshake(exc)
+                return
         self._flush()
         if not self._app_connected:
             self._app_connected = True
@@ -281,8 +311,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._wake_waiter(None)
         if self._app_reading_paused and self._transport is not None:
             self._transport.pause_reading()
-        elif self._state is _State.WRAPPED:
-            self._read_app_data()
+        # The first application data may have come with the peer's last handshake message.
+        # It is delivered from a later callback, after the code awaiting the handshake
+        # (start_tls's caller) has run and switched to the new transport: delivered now, a
+        # server that answers from data_received would answer on the plain transport it
+        # still holds, and the peer would read plaintext as TLS (WRONG_VERSION_NUMBER).
+        self._schedule_read()
 
     def _fail_handshake(self, exc: BaseException) -> None:
         """End the connection: send OpenSSL's alert if it wrote one, then close."""
@@ -296,7 +330,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
                 transport.write(alert)
             transport.close()
         if self._loop.get_debug():
-            logger.debug("%r: SSL handshake failed: %r", self, exc)
+            if isinstance(exc, ssl.CertificateError):
+                message = "SSL handshake failed on verifying the certificate"
+            else:
+                message = "SSL handshake failed"
+            logger.debug("%r: %s", self, message, exc_info=exc)
         self._wake_waiter(exc)
 
     def _on_handshake_timeout(self) -> None:
@@ -327,7 +365,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
         try:
             state = self._state
             if state is _State.WRAPPED:
-                if not self._app_reading_paused:
+                if self._shutdown_after_backlog:
+                    self._finish_backlog()
+                elif not self._app_reading_paused and not self._read_scheduled:
                     self._read_app_data()
             elif state is _State.HANDSHAKE:
                 if self._transport is not None:
@@ -341,6 +381,22 @@ class TLSProtocol(asyncio.BufferedProtocol):
             # standard loop does, rather than leave a half-read TLS stream open.
             self._fatal_error(exc, "Fatal error on SSL protocol")
 
+    def _finish_backlog(self) -> None:
+        """After close(), while a renegotiation holds writes back: drive it to the end."""
+        try:
+            peer_closed = self._drain_until_close_notify()   # the application closed
+            if not peer_closed:
+                self._write_backlog()
+        except ssl.SSLError as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
+            return
+        self._flush()
+        if peer_closed:
+            self._close_raw(None)
+        elif not self._pending_writes:
+            self._shutdown_after_backlog = False
+            self._start_shutdown()
+
     def _read_app_data(self) -> None:
         """Decrypt everything the incoming BIO holds and hand it to the application."""
         self._holding = True
@@ -349,16 +405,28 @@ class TLSProtocol(asyncio.BufferedProtocol):
                 eof = self._read_into_app_buffers()
             else:
                 eof = self._read_copied()
+            if self._pending_writes and self._state is _State.WRAPPED:
+                # What was read may be the handshake message a renegotiation waited for.
+                self._write_backlog()
         except ssl.SSLError as exc:
             self._holding = False
-            self._fatal_error(exc, "SSL error in data received")
+            self._fatal_error(exc, "Fatal error on SSL protocol")
             return
         except BaseException:
             self._holding = False
             raise
         self._holding = False
-        if eof:
+        if self._close_notify_owed:
+            # The application called close() from inside data_received: what it wrote
+            # before is in the outgoing BIO, ahead of the close_notify sent now.
+            self._close_notify_owed = False
+            self._send_close_notify()
+        elif eof:
             self._app_eof()
+            self._start_shutdown()
+        elif self._shutdown_after_backlog and not self._pending_writes:
+            self._shutdown_after_backlog = False
+            self._flush()
             self._start_shutdown()
         else:
             self._flush()
@@ -450,20 +518,54 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         state = self._state
+        if self._shutdown_after_backlog:
+            state = _State.SHUTDOWN     # close() was called: later writes are dropped
         if state is _State.WRAPPED:
+            if self._pending_writes:
+                self._queue_write(data)     # behind what a renegotiation holds back
+                return
             try:
                 self._sslobj.write(data)
+            except ssl.SSLWantReadError:
+                # A renegotiation is under way and OpenSSL needs the peer's next message:
+                # keep the bytes, in order, and retry once more has been read. OpenSSL
+                # may have taken part of them; the retry with the same bytes completes it.
+                self._queue_write(data)
             except ssl.SSLError as exc:
-                self._fatal_error(exc, "SSL error in write")
+                self._fatal_error(exc, "Fatal error on SSL protocol")
                 return
             if not self._holding:
                 self._flush()
         elif state is _State.HANDSHAKE:
-            self._pending_writes.append(bytes(data))
+            self._queue_write(data)
         else:
             if self._closed_writes >= _LOG_CLOSED_WRITES_AFTER:
                 logger.warning("SSL connection is closed")
             self._closed_writes += 1
+
+    def _queue_write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending_writes.append(bytes(data))
+        self._pending_size += len(data)
+        # Bytes held back count toward the application's write limits, as buffered ones do.
+        transport = self._transport
+        if (transport is not None and self._app_connected and not self._app_writing_paused
+                and self._pending_size > transport.get_write_buffer_limits()[1]):
+            self._pause_app_writing()
+
+    def _write_backlog(self) -> None:
+        """Hand held-back writes to OpenSSL, in order, until it asks to read again."""
+        pending = self._pending_writes
+        write = self._sslobj.write
+        while pending:
+            try:
+                write(pending[0])
+            except ssl.SSLWantReadError:
+                return
+            self._pending_size -= len(pending.popleft())
+        self._pending_size = 0
+        if self._app_writing_paused and not self._raw_writing_paused:
+            self._app_writing_paused = False
+            flow.notify(self._loop, self.app_transport, self._app_protocol, "resume_writing")
 
     def _flush(self) -> None:
         """Hand all ciphertext OpenSSL produced to the raw transport in one write."""
@@ -484,12 +586,43 @@ class TLSProtocol(asyncio.BufferedProtocol):
             return
         if state is not _State.WRAPPED:
             return
+        if self._shutdown_timer is None:
+            self._shutdown_timer = self._loop.call_later(
+                self._shutdown_timeout, self._on_shutdown_timeout)
+        if self._pending_writes:
+            # A renegotiation holds writes back: close_notify goes after them (see
+            # _read_app_data), within the same shutdown timeout.
+            self._shutdown_after_backlog = True
+            if self._transport is not None and self._app_reading_paused:
+                self._transport.resume_reading()
+            return
+        if self._eof_pending:
+            # The peer already closed its side (no close_notify will come): what the
+            # application never read is dropped, and the connection ends now.
+            self._eof_pending = False
+            self._flush()
+            self._state = _State.SHUTDOWN
+            self._send_close_notify_only()
+            self._close_raw(None)
+            return
         self._state = _State.SHUTDOWN
-        self._shutdown_timer = self._loop.call_later(
-            self._shutdown_timeout, self._on_shutdown_timeout)
         if self._transport is not None and self._app_reading_paused:
             # The peer's close_notify has to be read even if the application stopped reading.
             self._transport.resume_reading()
+        if self._holding:
+            self._close_notify_owed = True
+            return
+        self._send_close_notify()
+
+    def _send_close_notify_only(self) -> None:
+        try:
+            self._sslobj.unwrap()
+        except ssl.SSLError:
+            pass
+        self._flush()
+
+    def _send_close_notify(self) -> None:
+        """Our close_notify out; then wait for (or take, if buffered) the peer's."""
         try:
             self._sslobj.unwrap()
         except ssl.SSLWantReadError:
@@ -543,11 +676,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
                 logger.debug("%r: SSL shutdown ended with %r", self, exc)
             transport.close()
         else:
-            self._fatal_error(exc, "SSL shutdown failed")
+            self._fatal_error(exc, "Fatal error on transport")
 
     def _on_shutdown_timeout(self) -> None:
         self._shutdown_timer = None
-        if self._state is _State.SHUTDOWN:
+        if self._state is _State.SHUTDOWN or self._shutdown_after_backlog:
             self._abort(TimeoutError("SSL shutdown timed out"))
 
     def _abort(self, exc: BaseException | None) -> None:
@@ -555,6 +688,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._state = _State.CLOSED
         self._mark_app_closed()
         self._pending_writes.clear()
+        self._pending_size = 0
+        self._shutdown_after_backlog = False
+        self._close_notify_owed = False
         if self._transport is not None:
             if exc is not None:
                 # The raw transport reports None on abort(); the application hears why.
@@ -605,11 +741,17 @@ class TLSProtocol(asyncio.BufferedProtocol):
         if (self._transport is not None and self._state is _State.WRAPPED
                 and not self._eof_pending):
             self._transport.resume_reading()
+        # Plaintext may already sit in the BIOs; deliver it from a fresh callback, as a
+        # resumed raw transport would, not from inside the caller's resume_reading().
+        self._schedule_read()
+
+    def _schedule_read(self) -> None:
+        """Read what the BIOs hold from a loop callback of its own, in the connection's
+        context (never the context of whoever called resume_reading)."""
         if not self._read_scheduled:
-            # Plaintext may already sit in the BIOs; deliver it from a fresh callback, as a
-            # resumed raw transport would, not from inside the caller's resume_reading().
             self._read_scheduled = True
-            self._loop.call_soon(self._read_after_resume)
+            context = getattr(self._transport, "_context", None)
+            self._loop.call_soon(self._read_after_resume, context=context)
 
     def _read_after_resume(self) -> None:
         self._read_scheduled = False
@@ -662,7 +804,7 @@ class SSLTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         tls = self._tls
         tls._app_protocol = protocol
-        tls._app_buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        tls._app_buffered = _is_buffered(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._tls._app_protocol
@@ -707,7 +849,7 @@ class SSLTransport(asyncio.Transport):
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
-        raise NotImplementedError("TLS does not support half-closing the write side")
+        raise NotImplementedError   # as asyncio's and uvloop's, without a message
 
     def can_write_eof(self) -> bool:
         return False
@@ -725,7 +867,7 @@ class SSLTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         tls = self._tls
-        pending = sum(map(len, tls._pending_writes)) + tls._outgoing.pending
+        pending = tls._pending_size + tls._outgoing.pending
         raw = tls._transport
         if raw is not None:
             pending += raw.get_write_buffer_size()
