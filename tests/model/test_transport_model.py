@@ -564,6 +564,12 @@ class TransportMachine(RuleBasedStateMachine):
         """With the peer doing nothing, the loop must sleep, not spin."""
         if self.peer.rate is not None and self.peer.alive and not self.peer.eof:
             return
+        # Bytes the peer sent are real work still to do (one byte a read with a 1-byte
+        # buffer): let the transport take them first, unless it is not reading.
+        if (self.proto is not None and self.transport is not None
+                and not self.reading_paused and not self.transport.is_closing()):
+            self.run(self._wait(lambda: self.proto.received >= self.peer.sent or
+                                self.proto.lost, "the peer's bytes to arrive"))
         self.run(self._iterations(5))
         cpu0, wall0 = time.process_time(), time.monotonic()
         self.run(asyncio.sleep(0.03))
