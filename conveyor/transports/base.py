@@ -80,6 +80,20 @@ logger = logging.getLogger("asyncio")
 WRITES_AFTER_LOSS_BEFORE_WARNING = 5
 
 
+def is_buffered(protocol: Any) -> bool:
+    """Whether decrypted bytes go into the protocol's own buffers (get_buffer/buffer_updated).
+
+    uvloop's rule, wider than an isinstance check: any protocol that has get_buffer and
+    buffer_updated and is not an ``asyncio.Protocol`` is served as a buffered one, so a
+    protocol written against the BufferedProtocol interface without subclassing it still
+    gets its data (it has no data_received to fall back on).
+    """
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        return True
+    return (hasattr(protocol, "get_buffer") and hasattr(protocol, "buffer_updated")
+            and not isinstance(protocol, asyncio.Protocol))
+
+
 def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any = None) -> None:
     """Complete a creation waiter unless its awaiter gave up."""
     if fut is not None and not fut.cancelled():

@@ -20,6 +20,7 @@ import socket
 import weakref
 from typing import Any
 
+from .base import is_buffered
 from .stream import StreamTransport
 
 logger = logging.getLogger("asyncio")
@@ -114,7 +115,7 @@ class SocketTransport(StreamTransport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Choose the read callback for this protocol's kind, once, here."""
-        if isinstance(protocol, asyncio.BufferedProtocol):
+        if is_buffered(protocol):
             read_cb = self._read_ready_buffered
         else:
             read_cb = self._read_ready

@@ -19,9 +19,11 @@ The shape of the work, per direction:
   ciphertext is held and sent with one raw write when the application returns, so an echo
   server that answers each message costs one raw write per chunk read, not per message.
 
-Flow control needs no buffer of its own: all ciphertext lives in the raw transport's write
-buffer, so its pause_writing/resume_writing are simply forwarded to the application, and the
-application's pause_reading/resume_reading pause the raw transport.
+Flow control needs almost no buffer of its own: ciphertext lives in the raw transport's write
+buffer, so its pause_writing/resume_writing are forwarded to the application, and the
+application's pause_reading/resume_reading pause the raw transport. The one exception is a
+TLS 1.2 renegotiation: while OpenSSL cannot encrypt, application writes are held back in
+order (they count toward pausing the writer) and go out once the renegotiation completes.
 
 Closing follows TLS: ``close()`` sends close_notify and waits (at most
 ``ssl_shutdown_timeout``) for the peer's, then closes the raw transport, which flushes what
@@ -40,6 +42,7 @@ from collections import deque
 from typing import Any
 
 from . import flow
+from .base import is_buffered
 
 __all__ = ["TLSProtocol", "SSLTransport", "start_tls",
            "SSL_HANDSHAKE_TIMEOUT", "SSL_SHUTDOWN_TIMEOUT"]
@@ -91,20 +94,6 @@ def _check_timeout(name: str, value: float | None, default: float) -> float:
     if value <= 0:
         raise ValueError(f"{name} should be a positive number, got {value}")
     return value
-
-
-def _is_buffered(protocol: Any) -> bool:
-    """Whether decrypted bytes go into the protocol's own buffers (get_buffer/buffer_updated).
-
-    uvloop's rule, wider than an isinstance check: any protocol that has get_buffer and
-    buffer_updated and is not an ``asyncio.Protocol`` is served as a buffered one, so a
-    protocol written against the BufferedProtocol interface without subclassing it still
-    gets its data (it has no data_received to fall back on).
-    """
-    if isinstance(protocol, asyncio.BufferedProtocol):
-        return True
-    return (hasattr(protocol, "get_buffer") and hasattr(protocol, "buffer_updated")
-            and not isinstance(protocol, asyncio.Protocol))
 
 
 def _default_context(server_side: bool) -> ssl.SSLContext:
@@ -180,7 +169,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._app_eof_done = False      # eof_received was called
         self._closed_writes = 0
         self._app_protocol: asyncio.BaseProtocol = app_protocol
-        self._app_buffered = _is_buffered(app_protocol)
+        self._app_buffered = is_buffered(app_protocol)
         self.app_transport = SSLTransport(loop, self)
 
     def __repr__(self) -> str:
@@ -804,7 +793,7 @@ class SSLTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         tls = self._tls
         tls._app_protocol = protocol
-        tls._app_buffered = _is_buffered(protocol)
+        tls._app_buffered = is_buffered(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._tls._app_protocol

@@ -274,6 +274,9 @@ def test_server_start_tls_first_data_with_clients_finished(loop, certs):
     start_tls returned: the first data must reach it only after start_tls has returned."""
     xfail_on(loop, ("asyncio",), "stock asyncio delivers the first data before start_tls's "
              "caller resumes, so the answer goes out in plaintext (WRONG_VERSION_NUMBER)")
+    if loop.kind == "uvloop":
+        pytest.skip("uvloop 0.23 fails this about one run in five, and its loop then cannot "
+                    "be closed within a bound (pytest-timeout cannot interrupt it)")
 
     def client(sock):
         peer = BioPeer(sock, client_context(certs), server_side=False)

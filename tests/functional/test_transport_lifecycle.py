@@ -302,3 +302,33 @@ def test_a_socket_subclass_send_override_is_used(any_loop):
 
     assert run(any_loop, main()) == b"through the override"
     assert CountingSocket.sends >= 1
+
+
+def test_buffered_protocol_without_the_subclass_gets_its_data(loop):
+    """uvloop's rule, which conveyor's TLS layer follows too: a protocol with get_buffer and
+    buffer_updated that is not an asyncio.Protocol is served as a buffered one."""
+    class DuckBuffered(asyncio.BaseProtocol):
+        def __init__(self):
+            self.buf = bytearray(64)
+            self.got = bytearray()
+            self.arrived = asyncio.get_running_loop().create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buf[:nbytes]
+            if len(self.got) >= 5 and not self.arrived.done():
+                self.arrived.set_result(None)
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(DuckBuffered, a)
+        b.sendall(b"hello")
+        await proto.arrived
+        transport.close()
+        b.close()
+        await asyncio.sleep(0)
+        return bytes(proto.got)
+
+    assert run(loop, main()) == b"hello"
