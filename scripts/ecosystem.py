@@ -116,15 +116,6 @@ SUITES = {
         # threads, trio) run no event loop.
         extra=("python-socks[asyncio]", "werkzeug"),
         args=("tests/asyncio", "tests/legacy", "-p", "timeout", "--timeout", "120"),
-        known={test: ("a conveyor difference, reported to the transports' owner: the test "
-                      "passes a socket subclass that overrides send() and expects the transport "
-                      "to call it; conveyor's stream transport writes with os.write/os.writev "
-                      "on the fd (transports/stream.py), so the override is never called, "
-                      "where stock asyncio calls sock.send()")
-               for test in ("tests/legacy/test_client_server.py::ClientServerTests::"
-                            "test_explicit_socket",
-                            "tests/legacy/test_client_server.py::SecureClientServerTests::"
-                            "test_explicit_socket")},
     ),
 }
 
