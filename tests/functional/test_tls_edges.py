@@ -35,7 +35,11 @@ except ImportError:  # pragma: no cover - uvloop is in the test extra
     uvloop = None
 
 TIMEOUT = 20
-LOOPS = ["conveyor", "uvloop", "asyncio"]
+#: uvloop is the reference for these cases, but under load some of its runs fail and then
+#: hang where pytest-timeout cannot interrupt them (seen on 3.12 with uvloop 0.23), so the
+#: side-by-side comparison is opt-in: CONVEYOR_TLS_VS_UVLOOP=1 python -m pytest this file.
+LOOPS = ["conveyor", "asyncio"] + (["uvloop"] if os.environ.get("CONVEYOR_TLS_VS_UVLOOP")
+                                   else [])
 
 #: OpenSSL 3 refuses a client's renegotiation unless the server sets this option
 #: (SSL_OP_ALLOW_CLIENT_RENEGOTIATION); Python's ssl module has no name for it.

@@ -615,8 +615,12 @@ def test_conveyor_run_refuses_a_running_loop(loop):
 
 
 _CTRL_C_CHILD = textwrap.dedent("""
-    import asyncio, sys
+    import asyncio, signal, sys
     import conveyor
+
+    # As started from a terminal: a test runner launched in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     async def main():
         print("ready", flush=True)
