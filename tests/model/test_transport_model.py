@@ -471,6 +471,11 @@ class TransportMachine(RuleBasedStateMachine):
     @rule(size=PEER_SEND_SIZES)
     @_step
     def peer_send(self, size):
+        if self.close_called and self.kind in ("unix", "tcp", "tls", "starttls"):
+            # TCP semantics, on every loop: once close() has closed the socket, data that
+            # arrives makes the kernel answer with a reset, and the peer may lose what it
+            # had not read yet. Only a prefix is owed from here on.
+            self.peer_broke = True
         self.peer.send(size)
 
     @rule()
