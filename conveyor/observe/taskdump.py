@@ -50,6 +50,16 @@ class TaskTree(Instrument):
         return found[0](), found[1]
 
 
+def next_awaitable(awaitable):
+    """What a coroutine, generator or async generator is suspended on, or None."""
+    nxt = getattr(awaitable, "cr_await", None)
+    if nxt is None:
+        nxt = getattr(awaitable, "gi_yieldfrom", None)
+    if nxt is None:
+        nxt = getattr(awaitable, "ag_await", None)
+    return nxt
+
+
 def _tree_of(loop: Any) -> TaskTree | None:
     for instrument in instruments(loop):
         if isinstance(instrument, TaskTree):
@@ -101,12 +111,7 @@ def await_frames(task: asyncio.Task) -> list[dict[str, Any]]:
             records.append({"name": name, "finished": True})
         else:
             break  # a future's iterator: the task's waiter, below, says what it waits for
-        nxt = getattr(awaitable, "cr_await", None)
-        if nxt is None:
-            nxt = getattr(awaitable, "gi_yieldfrom", None)
-        if nxt is None:
-            nxt = getattr(awaitable, "ag_await", None)
-        awaitable = nxt
+        awaitable = next_awaitable(awaitable)
     waiter = getattr(task, "_fut_waiter", None)
     if waiter is not None and not (records and "awaiting" in records[-1]):
         records.append({"awaiting": _safe_repr(waiter)})

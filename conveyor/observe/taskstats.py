@@ -33,6 +33,7 @@ import weakref
 from typing import Any
 
 from .hooks import Instrument
+from .taskdump import next_awaitable
 
 __all__ = ["TaskStats", "TaskRecord", "lost_wakers", "where_suspended"]
 
@@ -156,12 +157,7 @@ def _chain_objects(task: asyncio.Task) -> list[Any]:
             frame = getattr(awaitable, name, None)
             if frame is not None:
                 found.append(frame)
-        nxt = getattr(awaitable, "cr_await", None)
-        if nxt is None:
-            nxt = getattr(awaitable, "gi_yieldfrom", None)
-        if nxt is None:
-            nxt = getattr(awaitable, "ag_await", None)
-        awaitable = nxt
+        awaitable = next_awaitable(awaitable)
     return found
 
 
