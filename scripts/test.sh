@@ -7,7 +7,8 @@
 # - Python: the package with its test, bench and integration extras, into the default
 #   interpreter ($PYTHON, else python3) and into one venv per other version (.venvs/X.Y.Z).
 # - The version matrix (scripts/pythons.py picks the interpreters): the whole suite once per
-#   version, with a header line before and a result line after each. CONVEYOR_PYTHONS="3.12
+#   version, two versions side by side on a machine with two cores (CONVEYOR_JOBS=1 runs
+#   them one after another); a line when each starts and finishes, then every log in full. CONVEYOR_PYTHONS="3.12
 #   /usr/bin/python3.13" names the interpreters instead of finding them; CONVEYOR_TESTS
 #   ("tests/unit -x") narrows what pytest runs per version (default: tests).
 # - On the default interpreter only, the loop core and the CPython conformance suite once
@@ -36,7 +37,7 @@ fi
 # pip's notes about the machine's extra index locations are noise here; errors still show.
 quiet_pip() { "$@" 2>&1 | grep -v "^WARNING: Location '" ; return "${PIPESTATUS[0]}"; }
 
-quiet_pip "$PY" -m pip install -q --disable-pip-version-check -e "$EXTRAS" \
+quiet_pip "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "$EXTRAS" \
     || { echo "pip install into $PY failed"; exit 1; }
 default_version=$("$PY" -c 'import sys; print(*sys.version_info[:3], sep=".")')
 
@@ -54,7 +55,7 @@ prepare() {
     local stamp="$venv/.conveyor-installed" want
     want=$(cat pyproject.toml "$venv/bin/python" 2>/dev/null | cksum)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        quiet_pip "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$EXTRAS" >&2 \
+        quiet_pip "$venv/bin/python" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "$EXTRAS" >&2 \
             || return 1
         echo "$want" > "$stamp"
     fi
@@ -93,45 +94,73 @@ while read -r kind version rest; do
     esac
 done < <("$PY" scripts/pythons.py)
 
+# One version's run: the whole suite, and on the default interpreter the poller reruns.
+# Writes its pytest logs and, last, artifacts/result-<version> ("passed|FAILED <line>").
+run_version() {
+    local version=$1 pybin=$2 t0=$SECONDS verdict=passed extra="" backend plog
+    local log=artifacts/test-python-$version.log
+    local poller
+    poller=$("$pybin" -c 'import conveyor.poller as p; print(p.available()[0])')
+    echo "== Python $version ($pybin): full suite, default poller ($poller), started"
+    "$pybin" -m pytest "${TESTS[@]}" >"$log" 2>&1 || verdict=FAILED
+    if [ "$version" = "$default_version" ]; then
+        for backend in $("$pybin" -c 'import conveyor.poller as p; print(" ".join(p.available()[1:]))'); do
+            plog=artifacts/test-python-$version-$backend.log
+            if CONVEYOR_POLLER=$backend "$pybin" -m pytest -q tests/unit/test_loop_core.py tests/conformance >"$plog" 2>&1; then
+                extra+="; $backend: $(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//')"
+            else
+                extra+="; $backend: FAILED ($(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//'))"
+                verdict=FAILED
+            fi
+        done
+    fi
+    local elapsed=$((SECONDS - t0))
+    local line="Python $version: $verdict in $((elapsed / 60))m$((elapsed % 60))s ($(summary_of "$log" | sed -E 's/ in [0-9.]+s.*//')$extra)"
+    echo "== finished $line"
+    echo "$verdict $line" > "artifacts/result-$version"
+}
+
+# The versions run side by side, CONVEYOR_JOBS at a time (default: one per core, at most
+# two): each pytest is one process on one core, and the suite mostly waits on sockets and
+# children, so two lanes halve the wall time. The default interpreter starts first (it also
+# reruns the poller backends, the longest lane). Logs are printed whole once all are done.
+cores=$(nproc 2>/dev/null || echo 1)
+jobs=${CONVEYOR_JOBS:-$(( cores < 2 ? 1 : 2 ))}
 started=$SECONDS
+order=()
 for entry in "${runs[@]}"; do
     version=${entry%% *}
     python=${entry#* }
-    t0=$SECONDS
-    log=artifacts/test-python-$version.log
+    rm -f "artifacts/result-$version" artifacts/test-python-"$version"*.log
     if ! pybin=$(prepare "$version" "$python"); then
         echo "== Python $version: could not create its venv or install conveyor's extras"
         results+=("Python $version: FAILED (venv or install failed)")
         status=1
         continue
     fi
-    poller=$("$pybin" -c 'import conveyor.poller as p; print(p.available()[0])')
-    echo "== Python $version ($pybin): full suite, default poller ($poller)"
-    if "$pybin" -m pytest "${TESTS[@]}" 2>&1 | tee "$log"; then
-        verdict=passed
+    order+=("$version")
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_version "$version" "$pybin" &
+done
+wait
+
+for version in "${order[@]}"; do
+    for log in artifacts/test-python-"$version".log artifacts/test-python-"$version"-*.log; do
+        [ -f "$log" ] || continue
+        echo
+        echo "== log $log"
+        cat "$log"
+        count "$log"
+    done
+done
+for version in "${order[@]}"; do
+    if [ -f "artifacts/result-$version" ]; then
+        read -r verdict line < "artifacts/result-$version"
+        [ "$verdict" = passed ] || status=1
     else
-        verdict=FAILED
+        line="Python $version: FAILED (the run did not finish)"
         status=1
     fi
-    count "$log"
-    extra=""
-    if [ "$version" = "$default_version" ]; then
-        for backend in $("$pybin" -c 'import conveyor.poller as p; print(" ".join(p.available()[1:]))'); do
-            echo "== Python $version: loop core and conformance, CONVEYOR_POLLER=$backend"
-            plog=artifacts/test-python-$version-$backend.log
-            if CONVEYOR_POLLER=$backend "$pybin" -m pytest -q tests/unit/test_loop_core.py tests/conformance 2>&1 | tee "$plog"; then
-                extra+="; $backend: $(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//')"
-            else
-                extra+="; $backend: FAILED ($(summary_of "$plog" | sed -E 's/ in [0-9.]+s.*//'))"
-                verdict=FAILED
-                status=1
-            fi
-            count "$plog"
-        done
-    fi
-    elapsed=$((SECONDS - t0))
-    line="Python $version: $verdict in $((elapsed / 60))m$((elapsed % 60))s ($(summary_of "$log" | sed -E 's/ in [0-9.]+s.*//')$extra)"
-    echo "== result $line"
     results+=("$line")
 done
 
