@@ -71,7 +71,7 @@ import os
 import pathlib
 from typing import Any, AsyncIterator, Callable, Iterable, Union
 
-from ._filepool import DEFAULT_MAX_WORKERS, FilePool, Job, max_workers, pool_for, set_max_workers
+from .pool import DEFAULT_MAX_WORKERS, FilePool, Job, max_workers, pool_for, set_max_workers
 
 __all__ = [
     "AsyncFile", "OpeningFile", "open_file", "wrap_file",
