@@ -1,66 +1,8 @@
-"""Async file I/O: open, read, write and walk files without blocking the event loop.
+"""An open file whose blocking calls run on the loop's file pool: `AsyncFile`, and
+`open_file` / `wrap_file` that make one.
 
-    from conveyor.files import open_file, read_bytes, write_text   # also on `conveyor`
-
-    async with open_file("data.txt") as f:      # or: f = await open_file(...)
-        async for line in f:
-            ...
-    data = await read_bytes("blob.bin")
-    await write_text("out.txt", "hello\\n")
-
-An :class:`AsyncFile` has the file methods that block as coroutines (``read``, ``read1``,
-``readline``, ``readlines``, ``write``, ``writelines``, ``seek``, ``tell``, ``flush``,
-``truncate``, ``close``, ``async for``, ``async with``) and the ones that don't as plain
-attributes (``name``, ``mode``, ``closed``, ``encoding``, ``fileno()``, ...). Path functions
-(``stat``, ``exists``, ``listdir``, ``iterdir``, ``mkdir``, ``remove``, ``rename``, ...) are
-coroutines too. Works on any asyncio loop; conveyor's loop is not required.
-
-Threads
--------
-Regular files are always "ready" as far as epoll and kqueue are concerned, so the only
-portable way to keep a slow disk (or NFS, or a page-cache miss) off the loop is to make the
-blocking call in another thread. Every call here runs on a bounded pool of threads that
-belongs to the running loop (see :mod:`conveyor._filepool`), not on the loop's default
-executor, so file work and ``run_in_executor`` users cannot starve each other. Bound it with
-``conveyor.files.set_max_workers(loop, n)`` (default :data:`DEFAULT_MAX_WORKERS`). The pool
-shuts down when the loop closes (on loops without a close hook, when the loop is
-garbage-collected).
-
-Calls on one :class:`AsyncFile` run one at a time, in the order they were made, so
-``f.write(a)`` followed by a concurrent ``f.write(b)`` writes ``a`` then ``b``. Different
-files proceed in parallel.
-
-Errors
-------
-Every call raises what the synchronous call raises: ``FileNotFoundError``,
-``PermissionError``, ``IsADirectoryError``, ``ValueError`` for I/O on a closed file,
-``io.UnsupportedOperation`` for writing a file opened for reading, and so on.
-
-Cancellation
-------------
-A thread cannot be interrupted, so cancelling a call cannot stop work a thread has already
-begun. The rule, per kind of call:
-
-- **Not started yet.** A call still waiting for a thread when its task is cancelled never
-  runs.
-- **Reads** (``read``, ``read1``, ``readline``, ``readlines``, ``async for``) that are
-  cancelled after their thread began are *undone*: the read finishes in its thread, then the
-  file position is restored to where that read started, so the next call reads the same
-  bytes again and nothing is lost. The cancelled task gets ``CancelledError`` at once; the
-  file's next call waits until the restore is done. On files that cannot seek (pipes,
-  terminals, sockets) the data the cancelled read got is kept instead and returned first by
-  the next read (``readline`` finds line ends in kept data at ``"\\n"``).
-- **Everything else** (``write``, ``flush``, ``truncate``, ``seek``, ``close``, path
-  functions such as ``mkdir`` or ``rename``) cancelled after its thread began *stands*: it
-  completes, like a ``send`` the kernel already took. The next call on the same file waits
-  for it. If such a call fails after its caller was cancelled, the error goes to the loop's
-  exception handler, since nobody is left to raise it to. ``close`` always runs, even when
-  cancelled before it started, so a cancelled ``async with`` never leaks a descriptor.
-- ``open_file`` cancelled after the thread opened the file closes that file again.
-
-Lifetime: threads are daemon threads. A call still running in a thread when the program
-exits is abandoned like any thread the program did not wait for; close files before the
-loop ends.
+The rules these follow (one call at a time per file, errors as the synchronous call raises
+them, what a cancelled read or write does) are the package's: see conveyor/fs/__init__.py.
 """
 
 from __future__ import annotations
@@ -68,21 +10,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import pathlib
-from typing import Any, AsyncIterator, Callable, Iterable, Union
+from typing import Any, Callable, Iterable
 
-from .pool import DEFAULT_MAX_WORKERS, FilePool, Job, max_workers, pool_for, set_max_workers
+from .paths import AnyPath
+from .pool import FilePool, Job, pool_for
 
-__all__ = [
-    "AsyncFile", "OpeningFile", "open_file", "wrap_file",
-    "read_bytes", "read_text", "write_bytes", "write_text",
-    "stat", "exists", "isfile", "isdir", "listdir", "iterdir", "mkdir", "rmdir",
-    "remove", "unlink", "rename", "replace",
-    "set_max_workers", "max_workers", "DEFAULT_MAX_WORKERS",
-]
-
-StrPath = Union[str, "os.PathLike[str]"]
-AnyPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]", int]
+__all__ = ["AsyncFile", "OpeningFile", "open_file", "wrap_file"]
 
 
 class AsyncFile:
@@ -155,7 +88,7 @@ class AsyncFile:
         return self._file.seekable()
 
     def __repr__(self) -> str:
-        return f"<conveyor.files.AsyncFile wrapping {self._file!r}>"
+        return f"<conveyor.fs.AsyncFile wrapping {self._file!r}>"
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -490,145 +423,3 @@ def wrap_file(file: Any) -> AsyncFile:
     except (OSError, ValueError):
         seekable = False
     return AsyncFile(file, pool_for(asyncio.get_running_loop()), seekable)
-
-
-# -- whole files --------------------------------------------------------------------------
-
-
-async def read_bytes(path: AnyPath) -> bytes:
-    """The whole content of the file at ``path``, in one trip to a thread."""
-    return await _run(_read_bytes_sync, path)
-
-
-async def read_text(path: AnyPath, encoding: str | None = None, errors: str | None = None,
-                    newline: str | None = None) -> str:
-    """The whole content of the file at ``path``, decoded, in one trip to a thread."""
-    return await _run(_read_text_sync, path, encoding, errors, newline)
-
-
-async def write_bytes(path: AnyPath, data: bytes) -> int:
-    """Replace the content of the file at ``path`` with ``data``; returns the byte count."""
-    return await _run(_write_sync, path, "wb", memoryview(data), None, None, None)
-
-
-async def write_text(path: AnyPath, data: str, encoding: str | None = None,
-                     errors: str | None = None, newline: str | None = None) -> int:
-    """Replace the content of the file at ``path`` with ``data``; returns the character
-    count."""
-    if not isinstance(data, str):
-        raise TypeError(f"data must be str, not {type(data).__name__}")
-    return await _run(_write_sync, path, "w", data, encoding, errors, newline)
-
-
-def _read_bytes_sync(path: AnyPath) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _read_text_sync(path: AnyPath, encoding: str | None, errors: str | None,
-                    newline: str | None) -> str:
-    with open(path, "r", encoding=encoding, errors=errors, newline=newline) as f:
-        return f.read()
-
-
-def _write_sync(path: AnyPath, mode: str, data: Any, encoding: str | None,
-                errors: str | None, newline: str | None) -> int:
-    with open(path, mode, encoding=encoding, errors=errors, newline=newline) as f:
-        return f.write(data)
-
-
-# -- paths -------------------------------------------------------------------------------
-# One trip to a thread each. A call cancelled after its thread began still takes effect.
-
-
-async def _run(fn: Callable[..., Any], *args: Any) -> Any:
-    return await pool_for(asyncio.get_running_loop()).submit(fn, args).future
-
-
-async def stat(path: AnyPath, *, follow_symlinks: bool = True) -> os.stat_result:
-    """``os.stat`` in a thread."""
-    return await _run(_stat_sync, path, follow_symlinks)
-
-
-def _stat_sync(path: AnyPath, follow_symlinks: bool) -> os.stat_result:
-    return os.stat(path, follow_symlinks=follow_symlinks)
-
-
-async def exists(path: AnyPath) -> bool:
-    """``os.path.exists`` in a thread."""
-    return await _run(os.path.exists, path)
-
-
-async def isfile(path: AnyPath) -> bool:
-    """``os.path.isfile`` in a thread."""
-    return await _run(os.path.isfile, path)
-
-
-async def isdir(path: AnyPath) -> bool:
-    """``os.path.isdir`` in a thread."""
-    return await _run(os.path.isdir, path)
-
-
-async def listdir(path: StrPath = ".") -> list[str]:
-    """``os.listdir`` in a thread: the names in the directory, in no particular order."""
-    return await _run(os.listdir, path)
-
-
-def iterdir(path: StrPath = ".") -> AsyncIterator[pathlib.Path]:
-    """``async for entry in iterdir(path)``: like ``pathlib.Path(path).iterdir()``.
-
-    The directory is listed in one trip to a thread when iteration starts, so the iterator
-    holds no open directory handle between steps.
-    """
-    return _DirIterator(pathlib.Path(path))
-
-
-class _DirIterator:
-    __slots__ = ("_path", "_names")
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self._path = path
-        self._names: Iterable[str] | None = None
-
-    def __aiter__(self) -> _DirIterator:
-        return self
-
-    async def __anext__(self) -> pathlib.Path:
-        if self._names is None:
-            self._names = iter(await _run(os.listdir, self._path))
-        for name in self._names:
-            return self._path / name
-        raise StopAsyncIteration
-
-
-async def mkdir(path: StrPath, mode: int = 0o777, *, parents: bool = False,
-                exist_ok: bool = False) -> None:
-    """``pathlib.Path(path).mkdir(mode, parents, exist_ok)`` in a thread."""
-    await _run(_mkdir_sync, path, mode, parents, exist_ok)
-
-
-def _mkdir_sync(path: StrPath, mode: int, parents: bool, exist_ok: bool) -> None:
-    pathlib.Path(path).mkdir(mode, parents, exist_ok)
-
-
-async def rmdir(path: AnyPath) -> None:
-    """``os.rmdir`` in a thread."""
-    await _run(os.rmdir, path)
-
-
-async def remove(path: AnyPath) -> None:
-    """``os.remove`` in a thread."""
-    await _run(os.remove, path)
-
-
-unlink = remove
-
-
-async def rename(src: AnyPath, dst: AnyPath) -> None:
-    """``os.rename`` in a thread."""
-    await _run(os.rename, src, dst)
-
-
-async def replace(src: AnyPath, dst: AnyPath) -> None:
-    """``os.replace`` in a thread."""
-    await _run(os.replace, src, dst)
