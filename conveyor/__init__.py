@@ -9,7 +9,7 @@
 
 from .loop import EventLoop
 from .runner import EventLoopPolicy, install, new_event_loop, run
-from .files import open_file, read_bytes, read_text, write_bytes, write_text
+from .fs import open_file, read_bytes, read_text, write_bytes, write_text
 from .observe import (Instrument, add_instrument, collect_stats, console, dump_tasks,
                       dump_tasks_on_signal, loop_stats, remove_instrument, trace, watchdog)
 

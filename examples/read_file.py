@@ -17,7 +17,7 @@ import asyncio
 import sys
 
 import conveyor
-from conveyor.files import read_text
+from conveyor.fs import read_text
 
 
 def describe(way: str, text: str) -> str:

@@ -1,8 +1,8 @@
-"""The fs suite: reading many small files at once, conveyor.files against aiofiles.
+"""The fs suite: reading many small files at once, conveyor.fs against aiofiles.
 
 Three ways to read the same 1,000 files of 64 KiB (open, read everything, close):
 
-- ``open_file``: ``conveyor.files.open_file``, all files at once with ``asyncio.gather``;
+- ``open_file``: ``conveyor.fs.open_file``, all files at once with ``asyncio.gather``;
 - ``aiofiles``: ``aiofiles.open``, the same way (it uses the loop's default executor);
 - ``sync``: plain ``open().read()`` one file after another, blocking the loop: the floor
   that shows what the thread hops cost.
@@ -26,7 +26,7 @@ import tempfile
 import time
 from typing import Awaitable, Callable
 
-from .. import files
+from .. import fs
 from .registry import Workload
 
 __all__ = ["WORKLOADS", "open_file", "aiofiles_open", "sync_read", "main"]
@@ -68,10 +68,10 @@ async def _read_all(read_one: Callable[[str], Awaitable[int]], count: int, size:
 
 
 async def open_file(count: int = FILES, size: int = SIZE) -> tuple[int, float]:
-    """conveyor.files.open_file: 1,000 files of 64 KiB read concurrently."""
+    """conveyor.fs.open_file: 1,000 files of 64 KiB read concurrently."""
 
     async def read_one(path: str) -> int:
-        async with files.open_file(path, "rb") as f:
+        async with fs.open_file(path, "rb") as f:
             return len(await f.read())
 
     return await _read_all(read_one, count, size)

@@ -4,15 +4,19 @@ events match what the program did; the HTML page is self-contained; memory is bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import time
+import types
+import typing
 
 import pytest
 
 import conveyor
+from conveyor.observe import trace_events
 from conveyor.observe.trace import LOOP_TID, POLL_TID, TASK_TID_BASE, Tracer
 
 PHASES = {"X", "i", "M"}
@@ -312,3 +316,56 @@ def test_task_lanes_are_forgotten_when_tasks_are_collected():
     finally:
         loop.close()
     assert {c["message"] for c in contexts} == {"Task was destroyed but it is pending!"}
+
+
+def _fits(value, hint):
+    """isinstance for the schema's annotations (unions, Any, tuple[...])."""
+    if hint is typing.Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, tuple)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def test_every_recorded_event_fits_its_schema():
+    """The recorder appends plain tuples for speed; each must have the length, order and
+    field types its NamedTuple in trace_events.py declares. Every kind is produced here."""
+    tracer = Tracer(slow=0)  # every step slow: Step.suspended_at is filled in
+    loop = conveyor.new_event_loop()
+    a, b = socket.socketpair()
+
+    async def main():
+        tracer.attach(loop)  # main predates tracing: it gets an "existing" lane
+        lingering = asyncio.create_task(asyncio.sleep(10))  # still alive at detach
+        await asyncio.create_task(asyncio.sleep(0))
+        loop.call_soon(lambda: None)
+        got = loop.create_future()
+        loop.add_reader(a.fileno(), lambda: got.set_result(a.recv(1)))
+        loop.call_later(0.001, b.send, b"x")
+        try:
+            assert await got == b"x"
+        finally:
+            loop.remove_reader(a.fileno())
+        await asyncio.sleep(0)
+        tracer.detach(loop)
+        lingering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lingering
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        a.close()
+        b.close()
+    events = list(trace_events.named(tracer._events))
+    assert {type(e) for e in events} == set(trace_events.KINDS.values())
+    for event in events:
+        for field, hint in typing.get_type_hints(type(event)).items():
+            assert _fits(getattr(event, field), hint), (field, event)
+    assert any(e.existing for e in events if isinstance(e, trace_events.TaskCreated))
+    assert any(e.ready for e in events if isinstance(e, trace_events.Poll))

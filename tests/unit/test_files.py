@@ -1,4 +1,4 @@
-"""conveyor.files: every call, its errors, the pool, and what cancellation does.
+"""conveyor.fs: every call, its errors, the pool, and what cancellation does.
 
 Each test runs on conveyor's loop and on stock asyncio (the module must work on any
 conforming loop). The fixture fails a test that leaks an fd or a pool thread, or that
@@ -18,7 +18,7 @@ import threading
 import pytest
 
 import conveyor
-from conveyor import _filepool, files
+from conveyor import fs
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,7 +36,7 @@ def loop(request):
     loop.handler_calls = errors = []  # type: ignore[attr-defined]
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     yield loop
-    pool = _filepool._pools.get(loop)
+    pool = fs.pool._pools.get(loop)
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
     if pool is not None:
@@ -58,14 +58,14 @@ def test_await_and_async_with_forms(loop, tmp_path):
     path.write_text("hello\n")
 
     async def main():
-        f = await files.open_file(path)
+        f = await fs.open_file(path)
         assert await f.read() == "hello\n"
         await f.close()
         assert f.closed
-        async with await files.open_file(path) as g:
+        async with await fs.open_file(path) as g:
             assert await g.read() == "hello\n"
         assert g.closed
-        async with files.open_file(path, "rb") as h:
+        async with fs.open_file(path, "rb") as h:
             assert await h.read() == b"hello\n"
         assert h.closed
 
@@ -77,7 +77,7 @@ def test_attributes(loop, tmp_path):
     path.write_text("x")
 
     async def main():
-        async with files.open_file(path, "r+", encoding="utf-8") as f:
+        async with fs.open_file(path, "r+", encoding="utf-8") as f:
             assert f.name == str(path)
             assert f.mode == "r+"
             assert f.encoding == "utf-8"
@@ -98,7 +98,7 @@ def test_reading_calls(loop, tmp_path):
     path.write_bytes(b"one\ntwo\nthree\nfour")
 
     async def main():
-        async with files.open_file(path, "rb") as f:
+        async with fs.open_file(path, "rb") as f:
             assert await f.read(2) == b"on"
             assert await f.readline() == b"e\n"
             assert await f.readline(2) == b"tw"
@@ -122,14 +122,14 @@ def test_text_reading(loop, tmp_path):
     path.write_bytes("añb\r\nsecond\n".encode())
 
     async def main():
-        async with files.open_file(path, encoding="utf-8") as f:
+        async with fs.open_file(path, encoding="utf-8") as f:
             assert await f.readline() == "añb\n"
             cookie = await f.tell()
             assert await f.read() == "second\n"
             await f.seek(cookie)
             assert await f.readlines() == ["second\n"]
             assert f.newlines == "\r\n" or "\r\n" in f.newlines
-        async with files.open_file(path, encoding="utf-8", newline="") as f:
+        async with fs.open_file(path, encoding="utf-8", newline="") as f:
             assert await f.readline() == "añb\r\n"
 
     run(loop, main())
@@ -139,7 +139,7 @@ def test_writing_calls(loop, tmp_path):
     path = tmp_path / "w.bin"
 
     async def main():
-        async with files.open_file(path, "wb+") as f:
+        async with fs.open_file(path, "wb+") as f:
             assert await f.write(b"abc") == 3
             await f.writelines([b"de", b"f"])
             await f.writelines(bytes([c]) for c in b"gh")  # any iterable
@@ -149,7 +149,7 @@ def test_writing_calls(loop, tmp_path):
             assert await f.tell() == 8  # truncate does not move the position
             await f.seek(0)
             assert await f.read() == b"abcd"
-        async with files.open_file(path, "a") as f:
+        async with fs.open_file(path, "a") as f:
             assert await f.write("XY") == 2
         assert path.read_bytes() == b"abcdXY"
 
@@ -158,10 +158,10 @@ def test_writing_calls(loop, tmp_path):
 
 def test_calls_on_one_file_run_in_order(loop, tmp_path):
     path = tmp_path / "order.txt"
-    files.set_max_workers(loop, 4)
+    fs.set_max_workers(loop, 4)
 
     async def main():
-        async with files.open_file(path, "w") as f:
+        async with fs.open_file(path, "w") as f:
             await asyncio.gather(*(f.write(f"{i}\n") for i in range(200)))
         assert path.read_text().split() == [str(i) for i in range(200)]
 
@@ -174,7 +174,7 @@ def test_open_descriptor_and_opener(loop, tmp_path):
 
     async def main():
         fd = os.open(path, os.O_RDONLY)
-        async with files.open_file(fd, "rb") as f:
+        async with fs.open_file(fd, "rb") as f:
             assert await f.read() == b"data"
         with pytest.raises(OSError):
             os.fstat(fd)  # closefd=True closed it
@@ -182,7 +182,7 @@ def test_open_descriptor_and_opener(loop, tmp_path):
         def opener(name, flags):
             return os.open(name, flags | os.O_CLOEXEC)
 
-        async with files.open_file(path, "rb", opener=opener) as f:
+        async with fs.open_file(path, "rb", opener=opener) as f:
             assert await f.read() == b"data"
 
     run(loop, main())
@@ -194,7 +194,7 @@ def test_wrap_file(loop, tmp_path):
 
     async def main():
         with open(path) as sync_file:
-            f = files.wrap_file(sync_file)
+            f = fs.wrap_file(sync_file)
             assert await f.readline() == "wrapped\n"
             assert f.wrapped is sync_file
 
@@ -206,15 +206,15 @@ def test_wrap_file(loop, tmp_path):
 
 def test_whole_file_helpers(loop, tmp_path):
     async def main():
-        assert await files.write_bytes(tmp_path / "b", b"\x00\x01") == 2
-        assert await files.read_bytes(tmp_path / "b") == b"\x00\x01"
-        assert await files.write_text(tmp_path / "t", "é\n", encoding="latin-1") == 2
+        assert await fs.write_bytes(tmp_path / "b", b"\x00\x01") == 2
+        assert await fs.read_bytes(tmp_path / "b") == b"\x00\x01"
+        assert await fs.write_text(tmp_path / "t", "é\n", encoding="latin-1") == 2
         assert (tmp_path / "t").read_bytes() == b"\xe9\n"
-        assert await files.read_text(tmp_path / "t", encoding="latin-1") == "é\n"
-        assert await files.write_bytes(str(tmp_path / "b"), bytearray(b"xyz")) == 3
-        assert await files.read_bytes(str(tmp_path / "b")) == b"xyz"
+        assert await fs.read_text(tmp_path / "t", encoding="latin-1") == "é\n"
+        assert await fs.write_bytes(str(tmp_path / "b"), bytearray(b"xyz")) == 3
+        assert await fs.read_bytes(str(tmp_path / "b")) == b"xyz"
         with pytest.raises(TypeError):
-            await files.write_text(tmp_path / "t", b"bytes")
+            await fs.write_text(tmp_path / "t", b"bytes")
 
     run(loop, main())
 
@@ -222,35 +222,35 @@ def test_whole_file_helpers(loop, tmp_path):
 def test_conveyor_reexports_the_helpers():
     for name in ("open_file", "read_bytes", "read_text", "write_bytes", "write_text"):
         if hasattr(conveyor, name):
-            assert getattr(conveyor, name) is getattr(files, name)
+            assert getattr(conveyor, name) is getattr(fs, name)
 
 
 def test_path_functions(loop, tmp_path):
     async def main():
         base = tmp_path / "d"
-        await files.mkdir(base)
-        await files.mkdir(base / "x" / "y", parents=True)
-        await files.mkdir(base, exist_ok=True)
-        assert await files.isdir(base / "x" / "y")
-        await files.write_text(base / "f.txt", "1")
-        assert await files.exists(base / "f.txt")
-        assert await files.isfile(base / "f.txt")
-        assert not await files.isfile(base / "x")
-        assert not await files.exists(base / "nope")
-        st = await files.stat(base / "f.txt")
+        await fs.mkdir(base)
+        await fs.mkdir(base / "x" / "y", parents=True)
+        await fs.mkdir(base, exist_ok=True)
+        assert await fs.isdir(base / "x" / "y")
+        await fs.write_text(base / "f.txt", "1")
+        assert await fs.exists(base / "f.txt")
+        assert await fs.isfile(base / "f.txt")
+        assert not await fs.isfile(base / "x")
+        assert not await fs.exists(base / "nope")
+        st = await fs.stat(base / "f.txt")
         assert st.st_size == 1
-        assert sorted(await files.listdir(base)) == ["f.txt", "x"]
-        assert sorted([p async for p in files.iterdir(base)]) == [base / "f.txt", base / "x"]
-        await files.rename(base / "f.txt", base / "g.txt")
-        await files.write_text(base / "h.txt", "2")
-        await files.replace(base / "h.txt", base / "g.txt")
+        assert sorted(await fs.listdir(base)) == ["f.txt", "x"]
+        assert sorted([p async for p in fs.iterdir(base)]) == [base / "f.txt", base / "x"]
+        await fs.rename(base / "f.txt", base / "g.txt")
+        await fs.write_text(base / "h.txt", "2")
+        await fs.replace(base / "h.txt", base / "g.txt")
         assert (base / "g.txt").read_text() == "2"
-        await files.unlink(base / "g.txt")
-        await files.rmdir(base / "x" / "y")
-        await files.rmdir(base / "x")
-        assert await files.listdir(base) == []
+        await fs.unlink(base / "g.txt")
+        await fs.rmdir(base / "x" / "y")
+        await fs.rmdir(base / "x")
+        assert await fs.listdir(base) == []
         os.symlink(base, tmp_path / "link")
-        assert (await files.stat(tmp_path / "link", follow_symlinks=False)).st_size != 0
+        assert (await fs.stat(tmp_path / "link", follow_symlinks=False)).st_size != 0
 
     run(loop, main())
 
@@ -263,20 +263,20 @@ def test_missing_file(loop, tmp_path):
 
     async def main():
         with pytest.raises(FileNotFoundError):
-            await files.open_file(missing)
+            await fs.open_file(missing)
         with pytest.raises(FileNotFoundError):
-            async with files.open_file(missing):
+            async with fs.open_file(missing):
                 pass
-        for call in (files.read_bytes, files.read_text, files.stat, files.remove,
-                     files.listdir, files.rmdir):
+        for call in (fs.read_bytes, fs.read_text, fs.stat, fs.remove,
+                     fs.listdir, fs.rmdir):
             with pytest.raises(FileNotFoundError):
                 await call(missing)
         with pytest.raises(FileNotFoundError):
-            await files.rename(missing, tmp_path / "other")
+            await fs.rename(missing, tmp_path / "other")
         with pytest.raises(FileNotFoundError):
-            await files.mkdir(tmp_path / "a" / "b")
+            await fs.mkdir(tmp_path / "a" / "b")
         with pytest.raises(FileNotFoundError):
-            [p async for p in files.iterdir(missing)]
+            [p async for p in fs.iterdir(missing)]
 
     run(loop, main())
 
@@ -284,9 +284,9 @@ def test_missing_file(loop, tmp_path):
 def test_exists_errors(loop, tmp_path):
     async def main():
         with pytest.raises(FileExistsError):
-            await files.mkdir(tmp_path)
+            await fs.mkdir(tmp_path)
         with pytest.raises(FileExistsError):
-            await files.open_file(tmp_path, "x")
+            await fs.open_file(tmp_path, "x")
 
     run(loop, main())
 
@@ -294,14 +294,14 @@ def test_exists_errors(loop, tmp_path):
 def test_directory_as_file(loop, tmp_path):
     async def main():
         with pytest.raises(IsADirectoryError):
-            await files.open_file(tmp_path)
+            await fs.open_file(tmp_path)
         with pytest.raises(IsADirectoryError):
-            await files.read_bytes(tmp_path)
+            await fs.read_bytes(tmp_path)
         with pytest.raises(IsADirectoryError):
-            await files.write_text(tmp_path, "x")
-        await files.write_text(tmp_path / "f", "x")
+            await fs.write_text(tmp_path, "x")
+        await fs.write_text(tmp_path / "f", "x")
         with pytest.raises(NotADirectoryError):
-            await files.listdir(tmp_path / "f")
+            await fs.listdir(tmp_path / "f")
 
     run(loop, main())
 
@@ -310,11 +310,11 @@ def test_directory_as_file(loop, tmp_path):
 # otherwise the case is skipped rather than asserting something the machine doesn't do).
 ROOT_PROOF = [
     ("open /sys for writing", lambda: open("/sys/kernel/conveyor-test", "w"),
-     lambda: files.open_file("/sys/kernel/conveyor-test", "w")),
+     lambda: fs.open_file("/sys/kernel/conveyor-test", "w")),
     ("remove from /proc", lambda: os.remove("/proc/version"),
-     lambda: files.remove("/proc/version")),
+     lambda: fs.remove("/proc/version")),
     ("mkdir in /sys", lambda: os.mkdir("/sys/conveyor-test"),
-     lambda: files.mkdir("/sys/conveyor-test")),
+     lambda: fs.mkdir("/sys/conveyor-test")),
 ]
 
 
@@ -345,9 +345,9 @@ def test_permission_denied_by_mode(loop, tmp_path):
 
     async def main():
         with pytest.raises(PermissionError):
-            await files.open_file(path)
+            await fs.open_file(path)
         with pytest.raises(PermissionError):
-            await files.read_text(path)
+            await fs.read_text(path)
 
     run(loop, main())
 
@@ -357,7 +357,7 @@ def test_closed_file_and_wrong_direction(loop, tmp_path):
     path.write_text("abc")
 
     async def main():
-        f = await files.open_file(path)
+        f = await fs.open_file(path)
         with pytest.raises(io.UnsupportedOperation):
             await f.write("x")  # opened for reading: even root cannot write through it
         await f.close()
@@ -366,7 +366,7 @@ def test_closed_file_and_wrong_direction(loop, tmp_path):
                      f.flush(), f.truncate(), f.readlines()):
             with pytest.raises(ValueError, match="closed file"):
                 await call
-        g = await files.open_file(path, "w")
+        g = await fs.open_file(path, "w")
         with pytest.raises(io.UnsupportedOperation):
             await g.read()
         await g.close()
@@ -377,9 +377,9 @@ def test_closed_file_and_wrong_direction(loop, tmp_path):
 def test_bad_arguments(loop, tmp_path):
     async def main():
         with pytest.raises(ValueError):
-            await files.open_file(tmp_path / "x", "rw")
+            await fs.open_file(tmp_path / "x", "rw")
         with pytest.raises(LookupError):
-            await files.open_file(tmp_path / "x", "w", encoding="no-such-codec")
+            await fs.open_file(tmp_path / "x", "w", encoding="no-such-codec")
 
     run(loop, main())
 
@@ -405,13 +405,13 @@ def test_set_max_workers_bounds_the_threads(loop, tmp_path):
 
     path = tmp_path / "f"
     path.write_bytes(b"x")
-    files.set_max_workers(loop, 2)
-    assert files.max_workers(loop) == 2
+    fs.set_max_workers(loop, 2)
+    assert fs.max_workers(loop) == 2
 
     async def main():
-        handles = [files.wrap_file(Slow(path)) for _ in range(8)]
+        handles = [fs.wrap_file(Slow(path)) for _ in range(8)]
         reads = asyncio.gather(*(h.read() for h in handles))
-        pool = _filepool._pools[loop]
+        pool = fs.pool._pools[loop]
         await asyncio.sleep(0)
         assert pool.threads <= 2
         release.set()
@@ -426,7 +426,7 @@ def test_set_max_workers_bounds_the_threads(loop, tmp_path):
 def test_max_workers_is_validated(loop):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError):
-            files.set_max_workers(loop, bad)
+            fs.set_max_workers(loop, bad)
 
 
 def test_default_executor_is_not_used(loop, tmp_path):
@@ -439,8 +439,8 @@ def test_default_executor_is_not_used(loop, tmp_path):
 
     async def main():
         blocked = loop.run_in_executor(None, release.wait, 10)
-        assert await files.read_bytes(path) == b"data"
-        async with files.open_file(path, "rb") as f:
+        assert await fs.read_bytes(path) == b"data"
+        async with fs.open_file(path, "rb") as f:
             assert await f.read() == b"data"
         assert not blocked.done()
         release.set()
@@ -452,28 +452,28 @@ def test_default_executor_is_not_used(loop, tmp_path):
 def test_pool_is_per_loop():
     a, b = conveyor.new_event_loop(), conveyor.new_event_loop()
     try:
-        files.set_max_workers(a, 3)
-        assert files.max_workers(b) == files.DEFAULT_MAX_WORKERS
-        assert _filepool.pool_for(a) is not _filepool.pool_for(b)
+        fs.set_max_workers(a, 3)
+        assert fs.max_workers(b) == fs.DEFAULT_MAX_WORKERS
+        assert fs.pool.pool_for(a) is not fs.pool.pool_for(b)
     finally:
         a.close()
         b.close()
-    assert _filepool._pools.get(a) is None  # closed loops drop their pool
+    assert fs.pool._pools.get(a) is None  # closed loops drop their pool
 
 
 def test_conveyor_loop_close_stops_the_threads(tmp_path):
     loop = conveyor.new_event_loop()
     (tmp_path / "f").write_bytes(b"x")
     try:
-        loop.run_until_complete(files.read_bytes(tmp_path / "f"))
-        pool = _filepool._pools[loop]
+        loop.run_until_complete(fs.read_bytes(tmp_path / "f"))
+        pool = fs.pool._pools[loop]
         assert pool.threads >= 1
     finally:
         loop.close()
     assert pool.join(10)
     assert pool.threads == 0
     with pytest.raises(RuntimeError):
-        _filepool.pool_for(loop)
+        fs.pool.pool_for(loop)
 
 
 # -- cancellation ---------------------------------------------------------------------------
@@ -514,12 +514,12 @@ async def wait_entered(gate: Gate) -> None:
 def test_cancelled_before_start_never_runs(loop, tmp_path):
     path = tmp_path / "f"
     path.write_bytes(bytes(range(50)))
-    files.set_max_workers(loop, 1)
+    fs.set_max_workers(loop, 1)
     gate = Gate()
 
     async def main():
-        async with files.open_file(path, "rb") as f:
-            blocker = files.wrap_file(gate.file(path))
+        async with fs.open_file(path, "rb") as f:
+            blocker = fs.wrap_file(gate.file(path))
             busy = asyncio.create_task(blocker.read(1))  # holds the only worker
             await wait_entered(gate)
             task = asyncio.create_task(f.read(10))
@@ -543,7 +543,7 @@ def test_cancelled_read_restores_the_position(loop, tmp_path, when):
     gate = Gate()
 
     async def main():
-        f = files.wrap_file(gate.file(path))
+        f = fs.wrap_file(gate.file(path))
         await f.seek(5)
         task = asyncio.create_task(f.read(10))
         await wait_entered(gate)  # the thread has read the bytes and is about to return
@@ -568,7 +568,7 @@ async def cancel_between_result_and_task(f, task, gate):
     the loop until it has been posted, then queues ``task.cancel`` behind the pool's drain.
     """
     loop = asyncio.get_running_loop()
-    pool = _filepool._pools[loop]
+    pool = fs.pool._pools[loop]
     posted = threading.Event()
     original = pool._post
 
@@ -598,7 +598,7 @@ def test_cancelled_text_readline_restores_the_position(loop, tmp_path):
 
     async def main():
         got = []
-        async with files.open_file(path, encoding="utf-8") as f:
+        async with fs.open_file(path, encoding="utf-8") as f:
             while True:
                 task = asyncio.create_task(f.readline())
                 for _ in range(rng.randrange(4)):
@@ -625,7 +625,7 @@ def test_random_cancellation_never_loses_bytes(loop, tmp_path):
     async def main():
         out = bytearray()
         cancelled = 0
-        async with files.open_file(path, "rb") as f:
+        async with fs.open_file(path, "rb") as f:
             while len(out) < len(data):
                 task = asyncio.create_task(f.read(rng.randrange(1, 3000)))
                 for _ in range(rng.randrange(5)):
@@ -655,7 +655,7 @@ def test_cancelled_read_on_a_pipe_keeps_the_data(loop):
             return super().read(size)
 
     async def main():
-        f = files.wrap_file(PipeReader(r, "rb"))
+        f = fs.wrap_file(PipeReader(r, "rb"))
         assert not f.seekable()
         task = asyncio.create_task(f.read(10))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
@@ -677,10 +677,10 @@ def test_cancelled_open_closes_the_file(loop, tmp_path):
     """The fixture's fd check fails if an abandoned open leaves its descriptor open."""
     path = tmp_path / "f"
     path.write_bytes(b"x")
-    files.set_max_workers(loop, 1)  # one worker: jobs finish in the order submitted
+    fs.set_max_workers(loop, 1)  # one worker: jobs finish in the order submitted
 
     async def open_it():
-        return await files.open_file(path)
+        return await fs.open_file(path)
 
     async def main():
         for spins in range(6):
@@ -695,21 +695,21 @@ def test_cancelled_open_closes_the_file(loop, tmp_path):
             else:
                 await f.close()
         # Once this returns, every abandoned open has finished and queued its close ...
-        await files.exists(path)
+        await fs.exists(path)
         # ... and once this returns, those closes have run.
-        await files.exists(path)
+        await fs.exists(path)
 
     run(loop, main())
 
 
 def test_cancelled_close_still_closes(loop, tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
-    files.set_max_workers(loop, 1)
+    fs.set_max_workers(loop, 1)
     gate = Gate()
 
     async def main():
-        f = await files.open_file(tmp_path / "f", "rb")
-        blocker = files.wrap_file(gate.file(tmp_path / "f"))
+        f = await fs.open_file(tmp_path / "f", "rb")
+        blocker = fs.wrap_file(gate.file(tmp_path / "f"))
         busy = asyncio.create_task(blocker.read())  # holds the only worker
         await wait_entered(gate)
         close = asyncio.create_task(f.close())
@@ -732,7 +732,7 @@ def test_cancelled_write_stands_and_failure_is_reported(loop, tmp_path):
     failure = OSError(errno.ENOSPC, "No space left on device")
 
     async def main():
-        f = files.wrap_file(gate.file(path, "wb", fail=failure))
+        f = fs.wrap_file(gate.file(path, "wb", fail=failure))
         task = asyncio.create_task(f.write(b"abc"))
         await wait_entered(gate)
         task.cancel()
@@ -750,22 +750,22 @@ def test_cancelled_write_stands_and_failure_is_reported(loop, tmp_path):
 
 def test_cancelled_path_call_does_not_break_the_pool(loop, tmp_path):
     async def main():
-        task = asyncio.create_task(files.stat(tmp_path))
+        task = asyncio.create_task(fs.stat(tmp_path))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert (await files.stat(tmp_path)).st_mode
+        assert (await fs.stat(tmp_path)).st_mode
 
     run(loop, main())
 
 
 def test_bench_fs_workloads_run():
     """The fs bench suite's workloads work (tiny sizes); aiofiles only if installed."""
-    from conveyor.bench import fs
+    from conveyor.bench import fs as bench_fs
 
-    names = {w.name for w in fs.WORKLOADS}
+    names = {w.name for w in bench_fs.WORKLOADS}
     assert names == {"open_file", "aiofiles", "sync"}
-    for workload in fs.WORKLOADS:
+    for workload in bench_fs.WORKLOADS:
         if workload.name == "aiofiles":
             pytest.importorskip("aiofiles")
         with asyncio.Runner(loop_factory=conveyor.new_event_loop) as runner:

@@ -14,7 +14,7 @@ Why not ``loop.run_in_executor(None, ...)``:
   object, and completions are batched: the loop is woken once for however many jobs finish
   before it gets round to collecting them.
 - **Cancellation needs the result.** When the awaiting task is cancelled, a thread that has
-  already started cannot be stopped. :mod:`conveyor.files` must still see what the call did
+  already started cannot be stopped. :mod:`conveyor.fs` must still see what the call did
   (to restore a file position, or close a file that was opened for nobody), so the job keeps
   its outcome even though its future was cancelled, and calls ``on_orphan`` with it.
 
