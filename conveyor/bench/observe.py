@@ -10,7 +10,10 @@ each mode and its ratio to the plain loop:
 - ``plain``: the loop as shipped, no instrument installed (the figure users get);
 - ``stats``: `collect_stats` counting; ``watchdog``: a 0.1 s watchdog watching;
 - ``trace``: the tracer recording into its ring buffer (writing the file afterwards is not
-  timed).
+  timed);
+- ``otel`` (when the OpenTelemetry SDK is installed): `conveyor.observe.otel` reporting to
+  SDK providers that keep everything in memory, nothing collected or exported while timed:
+  the cost on the loop's side.
 
 The workloads are the bench suites' own: ``core.callbacks`` (call_soon chains), and
 ``net.proto_echo`` / ``net.streams_echo`` (1 KiB echo, 50 connections, the load from a
@@ -22,6 +25,7 @@ separate client process).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import inspect
 import statistics
 import sys
@@ -81,7 +85,24 @@ def _mode_setup(mode: str, loop: Any) -> Callable[[], None]:
         tracer = Tracer()
         tracer.attach(loop)
         return lambda: tracer.detach(loop)
+    if mode == "otel":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from ..observe import otel
+        return otel.instrument(loop, tracer_provider=TracerProvider(), meter_provider=(
+            MeterProvider(metric_readers=[InMemoryMetricReader()]))).close
     return lambda: None
+
+
+def _has_otel_sdk() -> bool:
+    """Without importing it: ``import conveyor.bench.observe`` must not load OpenTelemetry."""
+    try:
+        importlib.metadata.version("opentelemetry-sdk")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 #: Not named WORKLOADS: this module is a script over other suites' workloads, not a suite
@@ -91,7 +112,7 @@ OBSERVED_WORKLOADS: dict[str, Callable[[float], Any]] = {
     "proto_echo": lambda duration: net.proto_echo(duration=duration, warmup=0.3),
     "streams_echo": lambda duration: net.streams_echo(duration=duration, warmup=0.3),
 }
-MODES = ("bare", "plain", "stats", "watchdog", "trace")
+MODES = ("bare", "plain", "stats", "watchdog", "trace") + (("otel",) if _has_otel_sdk() else ())
 
 
 def measure(workload: str, mode: str, duration: float) -> tuple[float, float]:
