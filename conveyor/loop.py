@@ -42,11 +42,12 @@ from heapq import heappush
 from itertools import repeat
 from typing import Any, Callable
 
-from . import dns, net, signals, sockets
 from . import poller as poller_mod
+from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
+from .net import dns, server, sockets, tcp, unix
 from .transports import datagram, pipe, subprocess, tls
 from .waker import Waker
 
@@ -856,22 +857,22 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     # ------------------------------------------- I/O, bound from their own modules
 
-    # Connections, servers, sendfile: conveyor/net.py and conveyor/server.py
-    create_connection = net.create_connection
-    create_server = net.create_server
-    create_unix_connection = net.create_unix_connection
-    create_unix_server = net.create_unix_server
-    connect_accepted_socket = net.connect_accepted_socket
-    sendfile = net.sendfile
+    # Connections and servers: conveyor/net/tcp.py, server.py, unix.py
+    create_connection = tcp.create_connection
+    connect_accepted_socket = tcp.connect_accepted_socket
+    create_server = server.create_server
+    create_unix_connection = unix.create_unix_connection
+    create_unix_server = unix.create_unix_server
+    sendfile = tcp.sendfile
 
     # Datagram endpoints: conveyor/transports/datagram.py
     create_datagram_endpoint = datagram.create_datagram_endpoint
 
-    # Name resolution on the executor: conveyor/dns.py
+    # Name resolution on the executor: conveyor/net/dns.py
     getaddrinfo = dns.getaddrinfo
     getnameinfo = dns.getnameinfo
 
-    # Low-level socket coroutines: conveyor/sockets.py
+    # Low-level socket coroutines: conveyor/net/sockets.py
     sock_recv = sockets.sock_recv
     sock_recv_into = sockets.sock_recv_into
     sock_recvfrom = sockets.sock_recvfrom

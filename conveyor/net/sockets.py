@@ -26,8 +26,8 @@ import socket
 import stat
 from typing import Any
 
+from ..handles import Handle
 from .dns import numeric_address
-from .handles import Handle
 
 try:
     import ssl

@@ -1,73 +1,30 @@
-"""Stream connections and servers: create_connection, create_server, their Unix twins,
-connect_accepted_socket, and sendfile.
+"""TCP connections: create_connection and connect_accepted_socket.
 
-These are bound on `EventLoop` as methods (see docs/internals.md), so each takes the loop
-first. They validate arguments the way asyncio does (same exception types, messages that name
-the argument), produce connected non-blocking sockets, and hand them to
-`transports.socket.SocketTransport`; with `ssl=` the raw transport carries a
-`transports.tls.TLSProtocol` and the application gets that protocol's `app_transport`.
-
-create_connection tries the resolved addresses one after another, or, with
-`happy_eyeballs_delay`, races them RFC 8305 style: the next attempt starts when the previous
-one fails or the delay passes, whichever is first, and the first connected socket wins.
+create_connection resolves host:port (`dns.resolve`), then tries the addresses one after
+another, or, with `happy_eyeballs_delay`, races them RFC 8305 style: the next attempt starts
+when the previous one fails or the delay passes, whichever is first, and the first connected
+socket wins. Arguments are checked as asyncio checks them (same exception types, messages
+that name the argument); the connected socket becomes its transport in
+`common.make_transport` (with TLS when `ssl=` asks for it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import errno
 import io
 import itertools
 import os
 import socket
-import stat
-import sys
-from typing import Any, Callable
+from typing import Any
 
-from . import dns
-from .server import Server
-from .transports.socket import SocketTransport
-
-try:
-    import ssl as _ssl
-except ImportError:  # pragma: no cover - Python built without OpenSSL
-    _ssl = None
-
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
-
-#: Whether create_unix_server removes its socket file on close by default: asyncio does
-#: from 3.13 (the `cleanup_socket` keyword); 3.11 and 3.12 leave the file.
-_UNIX_CLEANUP_DEFAULT = sys.version_info >= (3, 13)
+from ..transports.socket import SocketTransport
+from ..transports.tls import SSLTransport
+from .common import ProtocolFactory, check_ssl_socket, check_ssl_timeouts, make_transport
+from .dns import resolve
 
 #: Bytes per read in the sendfile fallback (asyncio's block size).
 SENDFILE_FALLBACK_BLOCK = 16384
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _check_ssl_socket(sock: Any) -> None:
-    if _ssl is not None and isinstance(sock, _ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-
-
-def _check_ssl_timeouts(ssl: Any, ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any) -> None:
-    if ssl_handshake_timeout is not None and not ssl:
-        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    if ssl_shutdown_timeout is not None and not ssl:
-        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-
-
-async def _resolve(loop: Any, address: tuple, family: int, type_: int, proto: int,
-                   flags: int) -> list:
-    """getaddrinfo for `address`, skipping the executor when it is already numeric."""
-    host, port = address[:2]
-    info = dns.numeric_address(host, port, family, type_, proto, *address[2:])
-    if info is not None:
-        return [info]
-    return await loop.getaddrinfo(host, port, family=family, type=type_, proto=proto,
-                                  flags=flags)
 
 
 def _interleave(infos: list, first_family_count: int = 1) -> list:
@@ -83,20 +40,6 @@ def _interleave(infos: list, first_family_count: int = 1) -> list:
     for batch in itertools.zip_longest(*groups):
         result.extend(info for info in batch if info is not None)
     return result
-
-
-async def _wait_writable(loop: Any, fd: int) -> None:
-    fut = loop.create_future()
-    loop._add_writer(fd, _set_done, fut)
-    try:
-        await fut
-    finally:
-        loop._remove_writer(fd)
-
-
-def _set_done(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
@@ -201,44 +144,6 @@ def _connection_error(errors: list, all_errors: bool) -> BaseException:
     return OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in errors)))
 
 
-async def _make_transport(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
-                          ssl: Any, server_hostname: str | None, *, server_side: bool = False,
-                          ssl_handshake_timeout: float | None = None,
-                          ssl_shutdown_timeout: float | None = None,
-                          ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-    """Wrap a connected socket; return once connection_made has run (and TLS is up)."""
-    sock.setblocking(False)
-    protocol = protocol_factory()
-    waiter = loop.create_future()
-    if ssl:
-        from .transports import tls
-        if not hasattr(tls, "TLSProtocol"):
-            raise NotImplementedError("TLS transports are not implemented yet")
-        sslcontext = None if isinstance(ssl, bool) else ssl
-        if sslcontext is None:
-            sslcontext = _ssl.create_default_context()
-            if server_side:
-                raise ValueError("Server side SSL needs a valid SSLContext")
-        tls_protocol = tls.TLSProtocol(
-            loop, protocol, sslcontext, waiter, server_side=server_side,
-            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
-        transport = SocketTransport(loop, sock, tls_protocol)
-        app_transport = tls_protocol.app_transport
-    else:
-        transport = SocketTransport(loop, sock, protocol, waiter)
-        app_transport = transport
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        raise
-    return app_transport, protocol
-
-
-# ------------------------------------------------------------------ TCP
-
-
 async def create_connection(
         loop: Any, protocol_factory: ProtocolFactory, host: str | None = None,
         port: int | str | None = None, *, ssl: Any = None, family: int = 0, proto: int = 0,
@@ -254,24 +159,21 @@ async def create_connection(
         if not host:
             raise ValueError("You must set server_hostname when using ssl without a host")
         server_hostname = host
-    _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+    check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if sock is not None:
-        _check_ssl_socket(sock)
+        check_ssl_socket(sock)
     if happy_eyeballs_delay is not None and interleave is None:
         interleave = 1  # RFC 8305 recommends interleaving when racing
 
     if host is not None or port is not None:
         if sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
-        infos = await _resolve(loop, (host, port), family, socket.SOCK_STREAM, proto, flags)
-        if not infos:
-            raise OSError("getaddrinfo() returned empty list")
+        infos = await resolve(loop, (host, port), family=family, type=socket.SOCK_STREAM,
+                              proto=proto, flags=flags)
         local_infos = None
         if local_addr is not None:
-            local_infos = await _resolve(loop, local_addr, family, socket.SOCK_STREAM, proto,
-                                         flags)
-            if not local_infos:
-                raise OSError("getaddrinfo() returned empty list")
+            local_infos = await resolve(loop, local_addr, family=family,
+                                        type=socket.SOCK_STREAM, proto=proto, flags=flags)
         if interleave:
             infos = _interleave(infos, interleave)
         errors: list = []
@@ -297,7 +199,7 @@ async def create_connection(
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
     try:
-        return await _make_transport(
+        return await make_transport(
             loop, sock, protocol_factory, ssl, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -307,91 +209,6 @@ async def create_connection(
         raise
 
 
-def _set_reuse_port(sock: socket.socket) -> None:
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("reuse_port not supported by socket module")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError("reuse_port not supported by socket module, "
-                         "SO_REUSEPORT defined but not implemented.") from None
-
-
-async def create_server(
-        loop: Any, protocol_factory: ProtocolFactory, host: Any = None,
-        port: int | str | None = None, *, family: int = socket.AF_UNSPEC,
-        flags: int = socket.AI_PASSIVE, sock: socket.socket | None = None, backlog: int = 100,
-        ssl: Any = None, reuse_address: bool | None = None, reuse_port: bool | None = None,
-        keep_alive: bool | None = None, ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None, start_serving: bool = True) -> Server:
-    """Listen on host:port (every address it resolves to; several hosts allowed) or `sock`."""
-    if isinstance(ssl, bool):
-        raise TypeError("ssl argument must be an SSLContext or None")
-    _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
-    if sock is not None:
-        _check_ssl_socket(sock)
-
-    if host is not None or port is not None:
-        if sock is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
-        if reuse_address is None:
-            reuse_address = os.name == "posix" and sys.platform != "cygwin"
-        if host == "":
-            hosts: list = [None]
-        elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
-            hosts = [host]
-        else:
-            hosts = list(host)
-        resolved = await asyncio.gather(*[
-            _resolve(loop, (h, port), family, socket.SOCK_STREAM, 0, flags) for h in hosts])
-        infos = set(itertools.chain.from_iterable(resolved))
-        sockets: list[socket.socket] = []
-        completed = False
-        try:
-            for af, socktype, proto, _, sa in infos:
-                try:
-                    listener = socket.socket(af, socktype, proto)
-                except OSError:
-                    continue  # a family this host cannot make sockets for
-                sockets.append(listener)
-                if reuse_address:
-                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
-                if reuse_port:
-                    _set_reuse_port(listener)
-                if keep_alive:
-                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
-                if af == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPPROTO_IPV6"):
-                    # Without this an IPv6 socket would also take the IPv4 port and the
-                    # IPv4 socket of the same server would fail to bind.
-                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
-                try:
-                    listener.bind(sa)
-                except OSError as err:
-                    raise OSError(err.errno, "error while attempting to bind on address "
-                                  f"{sa!r}: {(err.strerror or '').lower()}") from None
-            completed = True
-        finally:
-            if not completed:
-                for listener in sockets:
-                    listener.close()
-    else:
-        if sock is None:
-            raise ValueError("Neither host/port nor sock were specified")
-        if sock.type != socket.SOCK_STREAM:
-            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        sockets = [sock]
-
-    for listener in sockets:
-        listener.setblocking(False)
-    server = Server(loop, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout,
-                    ssl_shutdown_timeout)
-    if start_serving:
-        server._start_serving()
-        # One iteration so the listening sockets are registered before we return.
-        await asyncio.sleep(0)
-    return server
-
-
 async def connect_accepted_socket(
         loop: Any, protocol_factory: ProtocolFactory, sock: socket.socket, *, ssl: Any = None,
         ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
@@ -399,131 +216,11 @@ async def connect_accepted_socket(
     """Wrap a socket accepted elsewhere (server side of TLS when `ssl` is given)."""
     if sock.type != socket.SOCK_STREAM:
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-    _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
-    _check_ssl_socket(sock)
-    return await _make_transport(loop, sock, protocol_factory, ssl, "", server_side=True,
-                                 ssl_handshake_timeout=ssl_handshake_timeout,
-                                 ssl_shutdown_timeout=ssl_shutdown_timeout)
-
-
-# ------------------------------------------------------------------ Unix
-
-
-async def create_unix_connection(
-        loop: Any, protocol_factory: ProtocolFactory, path: str | bytes | os.PathLike | None = None,
-        *, ssl: Any = None, sock: socket.socket | None = None,
-        server_hostname: str | None = None, ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None,
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-    """Connect to a Unix stream socket by path (or abstract name, leading NUL) or over `sock`."""
-    if ssl:
-        if server_hostname is None:
-            raise ValueError("you have to pass server_hostname when using ssl")
-    else:
-        if server_hostname is not None:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
-    if path is not None:
-        if sock is not None:
-            raise ValueError("path and sock can not be specified at the same time")
-        path = os.fspath(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, path)
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        if sock is None:
-            raise ValueError("no path and sock were specified")
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        sock.setblocking(False)
-    try:
-        return await _make_transport(loop, sock, protocol_factory, ssl, server_hostname,
-                                     ssl_handshake_timeout=ssl_handshake_timeout,
-                                     ssl_shutdown_timeout=ssl_shutdown_timeout)
-    except BaseException:
-        if path is not None:
-            sock.close()
-        raise
-
-
-async def create_unix_server(
-        loop: Any, protocol_factory: ProtocolFactory,
-        path: str | bytes | os.PathLike | None = None, *, sock: socket.socket | None = None,
-        backlog: int = 100, ssl: Any = None, ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None, start_serving: bool = True,
-        cleanup_socket: bool | None = None) -> Server:
-    """Listen on a Unix stream socket; a stale socket file at `path` is replaced.
-
-    Whether the socket file is removed when the server closes follows the running Python's
-    asyncio: from 3.13 it is (for `path=` and for a bound `sock=` alike, unless
-    `cleanup_socket=False`); 3.11 and 3.12 leave it, and have no `cleanup_socket` keyword
-    (conveyor accepts it there too: an explicit True removes the file on those versions)."""
-    if cleanup_socket is None:
-        cleanup_socket = _UNIX_CLEANUP_DEFAULT
-    if isinstance(ssl, bool):
-        raise TypeError("ssl argument must be an SSLContext or None")
-    _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
-    unix_path = None
-    if path is not None:
-        if sock is not None:
-            raise ValueError("path and sock can not be specified at the same time")
-        path = os.fspath(path)
-        if not _is_abstract(path):
-            try:
-                if stat.S_ISSOCK(os.stat(path).st_mode):
-                    os.remove(path)
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                import logging
-                logging.getLogger("asyncio").error(
-                    "Unable to check or remove stale UNIX socket %r: %r", path, err)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
-            raise
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        if sock is None:
-            raise ValueError("path was not specified, and no sock specified")
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-    if cleanup_socket:
-        unix_path = _socket_file(sock)
-    sock.setblocking(False)
-    server = Server(loop, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout,
-                    ssl_shutdown_timeout, unix_path=unix_path)
-    if start_serving:
-        server._start_serving()
-        await asyncio.sleep(0)
-    return server
-
-
-def _is_abstract(path: str | bytes) -> bool:
-    """An abstract-namespace name (leading NUL) or no name at all: no file to manage."""
-    return not path or path[0] in (0, "\x00")
-
-
-def _socket_file(sock: socket.socket) -> tuple[Any, int] | None:
-    """(path, inode) of the file `sock` is bound to, so the server removes that file (and
-    only that file: not one someone else bound at the same path since) when it closes."""
-    path = sock.getsockname()
-    if _is_abstract(path):
-        return None
-    try:
-        return path, os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
+    check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+    check_ssl_socket(sock)
+    return await make_transport(loop, sock, protocol_factory, ssl, "", server_side=True,
+                                ssl_handshake_timeout=ssl_handshake_timeout,
+                                ssl_shutdown_timeout=ssl_shutdown_timeout)
 
 
 # ------------------------------------------------------------------ sendfile
@@ -543,9 +240,6 @@ def _check_sendfile_args(file: Any, offset: Any, count: Any) -> None:
         raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
 
 
-_TLS_MODULE = __name__.rpartition(".")[0] + ".transports.tls"
-
-
 def _is_stream_transport(transport: Any) -> bool:
     """Whether the read-and-write fallback applies: a byte stream (TLS), not datagrams/pipes.
 
@@ -554,7 +248,7 @@ def _is_stream_transport(transport: Any) -> bool:
     """
     if getattr(transport, "_sendfile_compatible", None):
         return True
-    return type(transport).__module__ == _TLS_MODULE
+    return isinstance(transport, SSLTransport)
 
 
 async def sendfile(loop: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
@@ -705,3 +399,17 @@ async def _sendfile_fallback(loop: Any, transport: Any, file: Any, offset: int,
         if total:
             file.seek(offset + total)
         proxy.restore()
+
+
+async def _wait_writable(loop: Any, fd: int) -> None:
+    fut = loop.create_future()
+    loop._add_writer(fd, _set_done, fut)
+    try:
+        await fut
+    finally:
+        loop._remove_writer(fd)
+
+
+def _set_done(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -26,7 +26,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from ..dns import numeric_address
+from ..net.dns import numeric_address
 from .base import FdTransport
 
 logger = logging.getLogger("asyncio")
