@@ -27,7 +27,7 @@ import stat
 from typing import Any
 
 from ..handles import Handle
-from .dns import numeric_address
+from .dns import resolve
 
 try:
     import ssl
@@ -285,7 +285,9 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
     """Connect `sock` to `address`, resolving a host name first only if it is not numeric."""
     _check_socket(loop, sock)
     if sock.family in _INET_FAMILIES:
-        address = await _resolve(loop, sock, address)
+        infos = await resolve(loop, address, family=sock.family, type=sock.type,
+                              proto=sock.proto)
+        address = infos[0][4]
     try:
         sock.connect(address)
     except _WOULD_BLOCK:
@@ -293,19 +295,6 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
     else:
         return
     await _wait_writable(loop, sock, _connect_ready, sock, address)
-
-
-async def _resolve(loop: Any, sock: socket.socket, address: Any) -> Any:
-    """The socket address `address` names, asking the resolver only for a host name."""
-    host, port = address[:2]
-    entry = numeric_address(host, port, sock.family, sock.type, sock.proto, *address[2:])
-    if entry is None:
-        infos = await loop.getaddrinfo(host, port, family=sock.family, type=sock.type,
-                                       proto=sock.proto)
-        if not infos:
-            raise OSError(f"getaddrinfo({host!r}) returned empty list")
-        entry = infos[0]
-    return entry[4]
 
 
 def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> None:

@@ -26,7 +26,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from ..net.dns import numeric_address
+from ..net.dns import resolve
 from .base import FdTransport
 
 logger = logging.getLogger("asyncio")
@@ -239,7 +239,8 @@ async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: i
             continue
         if not (isinstance(addr, tuple) and len(addr) == 2):
             raise TypeError("2-tuple is expected")
-        infos = await _resolve(loop, addr, family, proto, flags)
+        infos = await resolve(loop, addr, family=family, type=socket.SOCK_DGRAM, proto=proto,
+                              flags=flags)
         for fam, _type, pro, _name, sockaddr in infos:
             by_key.setdefault((fam, pro), [None, None])
             if by_key[(fam, pro)][index] is None:
@@ -249,18 +250,6 @@ async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: i
     if not pairs:
         raise ValueError("can not get address information")
     return pairs
-
-
-async def _resolve(loop: Any, addr: tuple, family: int, proto: int, flags: int) -> list:
-    """getaddrinfo entries for `addr`; a numeric address skips the executor."""
-    entry = numeric_address(addr[0], addr[1], family, socket.SOCK_DGRAM, proto)
-    if entry is not None:
-        return [entry]
-    infos = await loop.getaddrinfo(addr[0], addr[1], family=family, type=socket.SOCK_DGRAM,
-                                   proto=proto, flags=flags)
-    if not infos:
-        raise OSError("getaddrinfo() returned empty list")
-    return infos
 
 
 async def _open_socket(loop: Any, pairs: Any, local_addr: Any, remote_addr: Any,
