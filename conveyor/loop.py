@@ -48,6 +48,7 @@ from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
 from .net import dns, server, sockets, tcp, unix
+from .net import sendfile as sendfile_mod
 from .transports import datagram, pipe, subprocess, tls
 from .waker import Waker
 
@@ -863,7 +864,10 @@ class EventLoop(asyncio.AbstractEventLoop):
     create_server = server.create_server
     create_unix_connection = unix.create_unix_connection
     create_unix_server = unix.create_unix_server
-    sendfile = tcp.sendfile
+
+    # A file's bytes to a transport or a socket: conveyor/net/sendfile.py
+    sendfile = sendfile_mod.sendfile
+    sock_sendfile = sendfile_mod.sock_sendfile
 
     # Datagram endpoints: conveyor/transports/datagram.py
     create_datagram_endpoint = datagram.create_datagram_endpoint
@@ -881,7 +885,6 @@ class EventLoop(asyncio.AbstractEventLoop):
     sock_sendto = sockets.sock_sendto
     sock_connect = sockets.sock_connect
     sock_accept = sockets.sock_accept
-    sock_sendfile = sockets.sock_sendfile
 
     # TLS upgrade: conveyor/transports/tls.py
     start_tls = tls.start_tls

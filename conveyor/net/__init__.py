@@ -7,13 +7,14 @@ docs/internals.md). One job per module:
 - `tcp.py`: create_connection (Happy Eyeballs) and connect_accepted_socket;
 - `unix.py`: create_unix_connection and create_unix_server;
 - `server.py`: create_server and the `Server` both servers return;
-- `sockets.py`: the sock_* coroutines;
+- `sendfile.py`: sock_sendfile and sendfile (over a transport), one implementation;
+- `sockets.py`: the other sock_* coroutines;
 - `dns.py`: getaddrinfo / getnameinfo on the executor, and `resolve`, the one lookup the
   factories make;
 - `common.py`: what several factories share (argument checks, SO_REUSEPORT, wrapping a
   connected stream socket in its transport with or without TLS).
 
 Functions here call their siblings through the loop (`loop.sock_connect`,
-`loop.getaddrinfo`), as the standard loop does, so a test or a library that replaces one of
-those methods on a loop is seen by every caller.
+`loop.sock_sendall`, `loop.getaddrinfo`), as the standard loop does, so a test or a library
+that replaces one of those methods on a loop is seen by every caller.
 """
