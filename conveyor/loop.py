@@ -47,9 +47,9 @@ from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
-from .net import dns, server, sockets, tcp, unix
+from .net import dns, server, sockets, tcp, udp, unix
 from .net import sendfile as sendfile_mod
-from .transports import datagram, pipe, subprocess, tls
+from .transports import pipe, subprocess, tls
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -869,8 +869,8 @@ class EventLoop(asyncio.AbstractEventLoop):
     sendfile = sendfile_mod.sendfile
     sock_sendfile = sendfile_mod.sock_sendfile
 
-    # Datagram endpoints: conveyor/transports/datagram.py
-    create_datagram_endpoint = datagram.create_datagram_endpoint
+    # Datagram endpoints: conveyor/net/udp.py
+    create_datagram_endpoint = udp.create_datagram_endpoint
 
     # Name resolution on the executor: conveyor/net/dns.py
     getaddrinfo = dns.getaddrinfo

@@ -7,6 +7,7 @@ docs/internals.md). One job per module:
 - `tcp.py`: create_connection (Happy Eyeballs) and connect_accepted_socket;
 - `unix.py`: create_unix_connection and create_unix_server;
 - `server.py`: create_server and the `Server` both servers return;
+- `udp.py`: create_datagram_endpoint (UDP and Unix datagrams);
 - `sendfile.py`: sock_sendfile and sendfile (over a transport), one implementation;
 - `sockets.py`: the other sock_* coroutines;
 - `dns.py`: getaddrinfo / getnameinfo on the executor, and `resolve`, the one lookup the
