@@ -47,9 +47,9 @@ from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
-from .net import dns, server, sockets, tcp, udp, unix
+from .net import dns, pipes, server, sockets, tcp, udp, unix
 from .net import sendfile as sendfile_mod
-from .transports import pipe, subprocess, tls
+from .transports import subprocess, tls
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -889,9 +889,9 @@ class EventLoop(asyncio.AbstractEventLoop):
     # TLS upgrade: conveyor/transports/tls.py
     start_tls = tls.start_tls
 
-    # Pipes: conveyor/transports/pipe.py
-    connect_read_pipe = pipe.connect_read_pipe
-    connect_write_pipe = pipe.connect_write_pipe
+    # Pipes: conveyor/net/pipes.py
+    connect_read_pipe = pipes.connect_read_pipe
+    connect_write_pipe = pipes.connect_write_pipe
 
     # Subprocesses: conveyor/transports/subprocess.py
     subprocess_exec = subprocess.subprocess_exec
