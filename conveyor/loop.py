@@ -47,9 +47,9 @@ from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
-from .net import dns, pipes, server, sockets, tcp, udp, unix
+from .net import dns, pipes, server, sockets, subprocess, tcp, udp, unix
 from .net import sendfile as sendfile_mod
-from .transports import subprocess, tls
+from .transports import tls
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -893,7 +893,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     connect_read_pipe = pipes.connect_read_pipe
     connect_write_pipe = pipes.connect_write_pipe
 
-    # Subprocesses: conveyor/transports/subprocess.py
+    # Subprocesses: conveyor/net/subprocess.py
     subprocess_exec = subprocess.subprocess_exec
     subprocess_shell = subprocess.subprocess_shell
 

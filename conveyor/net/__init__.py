@@ -1,5 +1,5 @@
 """The loop's connection factories and socket coroutines: what opens a connection (a
-socket, a pipe) and hands it to its transport.
+socket, a pipe, a child process) and hands it to its transport.
 
 `conveyor/transports/` holds the transports themselves; this package holds what creates
 them. Every function here takes the loop first and `loop.py` binds it as a method (see
@@ -9,7 +9,8 @@ docs/internals.md). One job per module:
 - `unix.py`: create_unix_connection and create_unix_server;
 - `server.py`: create_server and the `Server` both servers return;
 - `udp.py`: create_datagram_endpoint (UDP and Unix datagrams);
-- `pipes.py`: connect_read_pipe and connect_write_pipe;
+- `pipes.py`, `subprocess.py`: connect_read_pipe / connect_write_pipe, subprocess_exec /
+  subprocess_shell;
 - `sendfile.py`: sock_sendfile and sendfile (over a transport), one implementation;
 - `sockets.py`: the other sock_* coroutines;
 - `dns.py`: getaddrinfo / getnameinfo on the executor, and `resolve`, the one lookup the
