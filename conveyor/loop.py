@@ -47,9 +47,8 @@ from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
-from .net import dns, pipes, server, sockets, subprocess, tcp, udp, unix
+from .net import dns, pipes, server, sockets, subprocess, tcp, tls, udp, unix
 from .net import sendfile as sendfile_mod
-from .transports import tls
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -886,7 +885,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     sock_connect = sockets.sock_connect
     sock_accept = sockets.sock_accept
 
-    # TLS upgrade: conveyor/transports/tls.py
+    # TLS upgrade: conveyor/net/tls.py
     start_tls = tls.start_tls
 
     # Pipes: conveyor/net/pipes.py

@@ -11,6 +11,7 @@ docs/internals.md). One job per module:
 - `udp.py`: create_datagram_endpoint (UDP and Unix datagrams);
 - `pipes.py`, `subprocess.py`: connect_read_pipe / connect_write_pipe, subprocess_exec /
   subprocess_shell;
+- `tls.py`: start_tls, the upgrade of an open connection;
 - `sendfile.py`: sock_sendfile and sendfile (over a transport), one implementation;
 - `sockets.py`: the other sock_* coroutines;
 - `dns.py`: getaddrinfo / getnameinfo on the executor, and `resolve`, the one lookup the

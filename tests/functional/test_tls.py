@@ -238,7 +238,7 @@ async def tls_connect(loop, factory, port, ctx, server_hostname="localhost", **k
 def start_tls(loop, *args, **kwargs):
     """loop.start_tls, except that on stock asyncio it is conveyor's, to test that."""
     if loop.kind == "asyncio":
-        return conveyor.transports.tls.start_tls(loop, *args, **kwargs)
+        return conveyor.net.tls.start_tls(loop, *args, **kwargs)
     return loop.start_tls(*args, **kwargs)
 
 
@@ -870,7 +870,7 @@ def test_start_tls_both_sides(loop, certs):
 
     if loop.kind == "asyncio":
         # Route stock asyncio's start_tls through conveyor's TLS layer for this test.
-        loop.start_tls = lambda *a, **k: conveyor.transports.tls.start_tls(loop, *a, **k)
+        loop.start_tls = lambda *a, **k: conveyor.net.tls.start_tls(loop, *a, **k)
     run(loop, main())
 
 
