@@ -42,12 +42,13 @@ from heapq import heappush
 from itertools import repeat
 from typing import Any, Callable
 
-from . import dns, net, signals, sockets
 from . import poller as poller_mod
+from . import signals
 from .handles import Handle, TimerHandle
 from .poller import READ, READABLE, WRITE, WRITABLE
 from .timers import TimerQueue
-from .transports import datagram, pipe, subprocess, tls
+from .net import dns, pipes, server, sockets, subprocess, tcp, tls, udp, unix
+from .net import sendfile as sendfile_mod
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -856,22 +857,25 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     # ------------------------------------------- I/O, bound from their own modules
 
-    # Connections, servers, sendfile: conveyor/net.py and conveyor/server.py
-    create_connection = net.create_connection
-    create_server = net.create_server
-    create_unix_connection = net.create_unix_connection
-    create_unix_server = net.create_unix_server
-    connect_accepted_socket = net.connect_accepted_socket
-    sendfile = net.sendfile
+    # Connections and servers: conveyor/net/tcp.py, server.py, unix.py
+    create_connection = tcp.create_connection
+    connect_accepted_socket = tcp.connect_accepted_socket
+    create_server = server.create_server
+    create_unix_connection = unix.create_unix_connection
+    create_unix_server = unix.create_unix_server
 
-    # Datagram endpoints: conveyor/transports/datagram.py
-    create_datagram_endpoint = datagram.create_datagram_endpoint
+    # A file's bytes to a transport or a socket: conveyor/net/sendfile.py
+    sendfile = sendfile_mod.sendfile
+    sock_sendfile = sendfile_mod.sock_sendfile
 
-    # Name resolution on the executor: conveyor/dns.py
+    # Datagram endpoints: conveyor/net/udp.py
+    create_datagram_endpoint = udp.create_datagram_endpoint
+
+    # Name resolution on the executor: conveyor/net/dns.py
     getaddrinfo = dns.getaddrinfo
     getnameinfo = dns.getnameinfo
 
-    # Low-level socket coroutines: conveyor/sockets.py
+    # Low-level socket coroutines: conveyor/net/sockets.py
     sock_recv = sockets.sock_recv
     sock_recv_into = sockets.sock_recv_into
     sock_recvfrom = sockets.sock_recvfrom
@@ -880,16 +884,15 @@ class EventLoop(asyncio.AbstractEventLoop):
     sock_sendto = sockets.sock_sendto
     sock_connect = sockets.sock_connect
     sock_accept = sockets.sock_accept
-    sock_sendfile = sockets.sock_sendfile
 
-    # TLS upgrade: conveyor/transports/tls.py
+    # TLS upgrade: conveyor/net/tls.py
     start_tls = tls.start_tls
 
-    # Pipes: conveyor/transports/pipe.py
-    connect_read_pipe = pipe.connect_read_pipe
-    connect_write_pipe = pipe.connect_write_pipe
+    # Pipes: conveyor/net/pipes.py
+    connect_read_pipe = pipes.connect_read_pipe
+    connect_write_pipe = pipes.connect_write_pipe
 
-    # Subprocesses: conveyor/transports/subprocess.py
+    # Subprocesses: conveyor/net/subprocess.py
     subprocess_exec = subprocess.subprocess_exec
     subprocess_shell = subprocess.subprocess_shell
 

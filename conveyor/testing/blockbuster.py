@@ -25,14 +25,13 @@ from typing import Any
 ALLOWED: tuple[tuple[str, str, frozenset[str]], ...] = (
     # Zero-copy file sending: os.sendfile on a non-blocking socket returns at once with
     # what fits; the file side may read from disk, as asyncio's does.
-    ("os.sendfile", "conveyor/net.py", frozenset({"_sendfile_native"})),
-    ("os.sendfile", "conveyor/sockets.py", frozenset({"_sendfile_native"})),
+    ("os.sendfile", "conveyor/net/sendfile.py", frozenset({"_send_native"})),
     # Unix servers: replace a stale socket file, note its inode, remove it on close
     # (a few metadata calls on a local path, exactly what asyncio does there).
-    ("os.stat", "conveyor/net.py", frozenset({"create_unix_server", "_socket_file"})),
-    ("os.remove", "conveyor/net.py", frozenset({"create_unix_server"})),
-    ("os.stat", "conveyor/server.py", frozenset({"_remove_unix_path"})),
-    ("os.unlink", "conveyor/server.py", frozenset({"_remove_unix_path"})),
+    ("os.stat", "conveyor/net/unix.py", frozenset({"remove_stale_socket", "_socket_file"})),
+    ("os.remove", "conveyor/net/unix.py", frozenset({"remove_stale_socket"})),
+    ("os.stat", "conveyor/net/server.py", frozenset({"_remove_unix_path"})),
+    ("os.unlink", "conveyor/net/server.py", frozenset({"_remove_unix_path"})),
 )
 
 

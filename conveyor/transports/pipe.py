@@ -1,8 +1,8 @@
 """Pipe transports: one direction of bytes over a pipe, FIFO, socket or character device.
 
-`connect_read_pipe` and `connect_write_pipe` wrap a file object (its fd is made non-blocking
-and the file object is closed exactly once, when the transport has finished) in a transport
-with asyncio's semantics:
+`connect_read_pipe` and `connect_write_pipe` (net/pipes.py) wrap a file object (its fd is
+made non-blocking and the file object is closed exactly once, when the transport has
+finished) in one of these transports, with asyncio's semantics:
 
 - the read side reads at most 64 KiB per readiness event (larger reads make glibc map and
   unmap memory each time), hands each chunk to `data_received`, and on EOF calls
@@ -144,31 +144,3 @@ class WritePipeTransport(_PipeFile, StreamTransport):
     def write_eof(self) -> None:
         """A pipe has no half-close: its EOF is closing it, once what was written is out."""
         self.close()
-
-
-async def connect_read_pipe(loop: Any, protocol_factory, pipe: Any
-                            ) -> tuple[ReadPipeTransport, asyncio.BaseProtocol]:
-    """Read from `pipe` (a file object) through a protocol made by `protocol_factory`."""
-    return await _connect(loop, ReadPipeTransport, protocol_factory, pipe)
-
-
-async def connect_write_pipe(loop: Any, protocol_factory, pipe: Any
-                             ) -> tuple[WritePipeTransport, asyncio.BaseProtocol]:
-    """Write to `pipe` (a file object) through a protocol made by `protocol_factory`."""
-    return await _connect(loop, WritePipeTransport, protocol_factory, pipe)
-
-
-async def _connect(loop: Any, transport_class: type, protocol_factory, pipe: Any
-                   ) -> tuple[Any, asyncio.BaseProtocol]:
-    protocol = protocol_factory()
-    waiter = loop.create_future()
-    transport = transport_class(loop, pipe, protocol, waiter)
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        raise
-    if loop.get_debug():
-        logger.debug("%s %r connected: (%r, %r)", transport_class.__name__, pipe.fileno(),
-                     transport, protocol)
-    return transport, protocol

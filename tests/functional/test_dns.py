@@ -9,7 +9,7 @@ import socket
 import pytest
 
 import conveyor
-from conveyor.dns import numeric_address
+from conveyor.net.dns import numeric_address
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.server import Server
+from conveyor.net.server import Server
 
 TIMEOUT = 20
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,9 +277,9 @@ def test_protocol_factory_failure_is_reported_and_server_survives(loop):
 
 _EMFILE_CHILD = textwrap.dedent("""
     import asyncio, json, os, resource, socket, sys, time
-    import conveyor, conveyor.server
+    import conveyor, conveyor.net.server
 
-    conveyor.server.ACCEPT_RETRY_DELAY = 0.3
+    conveyor.net.server.ACCEPT_RETRY_DELAY = 0.3
     CLIENTS = int(sys.argv[1])
 
     async def main():

@@ -854,7 +854,7 @@ def test_sendfile_refuses_text_files_and_closing_transports(loop):
 
 
 def test_interleave_orders_families_alternately():
-    from conveyor.net import _interleave
+    from conveyor.net.tcp import _interleave
 
     six = [(socket.AF_INET6, 1, 6, "", (f"::{i}", 1)) for i in range(1, 4)]
     four = [(socket.AF_INET, 1, 6, "", (f"10.0.0.{i}", 1)) for i in range(1, 3)]

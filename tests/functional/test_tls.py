@@ -3,7 +3,7 @@
 A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate are
 made once per session with the `cryptography` package. Every test runs on stock asyncio's
 TCP transports (the TLS layer sits on any transport) and on conveyor's own; on conveyor the
-connection is made through the public `ssl=` API once conveyor/net.py provides it.
+connection is made through the public `ssl=` API (the factories in conveyor/net/).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def loop(request):
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     if request.param == "conveyor" and not _conveyor_has_tcp(loop):
         loop.close()
-        pytest.skip("conveyor's TCP transports (conveyor/net.py) are not implemented yet")
+        pytest.skip("conveyor's TCP transports (conveyor/net/) are not implemented yet")
     loop.kind = request.param
     loop.tolerated = set()
     yield loop
@@ -238,7 +238,7 @@ async def tls_connect(loop, factory, port, ctx, server_hostname="localhost", **k
 def start_tls(loop, *args, **kwargs):
     """loop.start_tls, except that on stock asyncio it is conveyor's, to test that."""
     if loop.kind == "asyncio":
-        return conveyor.transports.tls.start_tls(loop, *args, **kwargs)
+        return conveyor.net.tls.start_tls(loop, *args, **kwargs)
     return loop.start_tls(*args, **kwargs)
 
 
@@ -870,7 +870,7 @@ def test_start_tls_both_sides(loop, certs):
 
     if loop.kind == "asyncio":
         # Route stock asyncio's start_tls through conveyor's TLS layer for this test.
-        loop.start_tls = lambda *a, **k: conveyor.transports.tls.start_tls(loop, *a, **k)
+        loop.start_tls = lambda *a, **k: conveyor.net.tls.start_tls(loop, *a, **k)
     run(loop, main())
 
 
@@ -1075,7 +1075,7 @@ def test_peer_close_notify_still_receives_what_was_written(loop, certs):
 
 def test_unix_socket_tls(loop, certs, tmp_path):
     if loop.kind != "conveyor":
-        pytest.skip("create_unix_* with ssl= goes through conveyor's net.py; asyncio's own "
+        pytest.skip("create_unix_* with ssl= goes through conveyor's net/unix.py; asyncio's own "
                     "TLS would be tested, not conveyor's")
 
     async def main():

@@ -19,15 +19,11 @@ with TypeError, and an fd owned by a transport with RuntimeError.
 from __future__ import annotations
 
 import asyncio
-import errno
-import io
-import os
 import socket
-import stat
 from typing import Any
 
-from .dns import numeric_address
-from .handles import Handle
+from ..handles import Handle
+from .dns import resolve
 
 try:
     import ssl
@@ -39,15 +35,8 @@ _SSLSocket: type = ssl.SSLSocket if ssl is not None else type("_NoSSLSocket", ()
 
 #: The largest stream receive asked of the kernel in one call.
 _MAX_RECV = 65536
-#: Blocks the sendfile fallback reads per round trip to the executor.
-_SENDFILE_FALLBACK_BLOCK = 256 * 1024
-#: Largest count handed to one os.sendfile() call (Linux caps a call near 2 GiB anyway).
-_SENDFILE_NATIVE_BLOCK = 2 ** 30
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
-#: os.sendfile errors that mean "not for this pair of fds", so the fallback may take over.
-_SENDFILE_UNSUPPORTED = frozenset((errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS,
-                                   errno.EOPNOTSUPP))
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
@@ -285,7 +274,9 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
     """Connect `sock` to `address`, resolving a host name first only if it is not numeric."""
     _check_socket(loop, sock)
     if sock.family in _INET_FAMILIES:
-        address = await _resolve(loop, sock, address)
+        infos = await resolve(loop, address, family=sock.family, type=sock.type,
+                              proto=sock.proto)
+        address = infos[0][4]
     try:
         sock.connect(address)
     except _WOULD_BLOCK:
@@ -293,19 +284,6 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
     else:
         return
     await _wait_writable(loop, sock, _connect_ready, sock, address)
-
-
-async def _resolve(loop: Any, sock: socket.socket, address: Any) -> Any:
-    """The socket address `address` names, asking the resolver only for a host name."""
-    host, port = address[:2]
-    entry = numeric_address(host, port, sock.family, sock.type, sock.proto, *address[2:])
-    if entry is None:
-        infos = await loop.getaddrinfo(host, port, family=sock.family, type=sock.type,
-                                       proto=sock.proto)
-        if not infos:
-            raise OSError(f"getaddrinfo({host!r}) returned empty list")
-        entry = infos[0]
-    return entry[4]
 
 
 def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> None:
@@ -352,115 +330,3 @@ def _accept_ready(fut: asyncio.Future, sock: socket.socket) -> None:
     else:
         conn.setblocking(False)
         fut.set_result((conn, address))
-
-
-# ---------------------------------------------------------------------------- sendfile
-
-def _check_sendfile_params(sock: Any, file: Any, offset: Any, count: Any) -> None:
-    if "b" not in getattr(file, "mode", "b"):
-        raise ValueError("file should be opened in binary mode")
-    if sock.type != socket.SOCK_STREAM:
-        raise ValueError("only SOCK_STREAM type sockets are supported")
-    if count is not None:
-        if not isinstance(count, int):
-            raise TypeError(f"count must be a positive integer (got {count!r})")
-        if count <= 0:
-            raise ValueError(f"count must be a positive integer (got {count!r})")
-    if not isinstance(offset, int):
-        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
-
-
-async def sock_sendfile(loop: Any, sock: socket.socket, file: Any, offset: int = 0,
-                        count: int | None = None, *, fallback: bool = True) -> int:
-    """Send `file` (from `offset`, `count` bytes or to EOF) over `sock`; bytes sent.
-
-    Uses os.sendfile when the file is a regular file on disk; otherwise, if `fallback` is
-    true, reads blocks on the executor and sends them with sock_sendall. Either way the file
-    position ends just after the last byte sent, as with the standard loop.
-    """
-    _check_socket(loop, sock)
-    _check_sendfile_params(sock, file, offset, count)
-    try:
-        return await _sendfile_native(loop, sock, file, offset, count)
-    except asyncio.SendfileNotAvailableError:
-        if not fallback:
-            raise
-    return await _sendfile_fallback(loop, sock, file, offset, count)
-
-
-async def _sendfile_native(loop: Any, sock: socket.socket, file: Any, offset: int,
-                           count: int | None) -> int:
-    if not hasattr(os, "sendfile"):
-        raise asyncio.SendfileNotAvailableError("os.sendfile() is not available")
-    try:
-        in_fd = file.fileno()
-    except (AttributeError, io.UnsupportedOperation) as exc:
-        raise asyncio.SendfileNotAvailableError("not a regular file") from exc
-    try:
-        info = os.fstat(in_fd)
-    except OSError:
-        raise asyncio.SendfileNotAvailableError("not a regular file") from None
-    size = info.st_size
-    if not stat.S_ISREG(info.st_mode):
-        raise asyncio.SendfileNotAvailableError("not a regular file")
-    end = size if count is None else min(size, offset + count)
-    if end <= offset:
-        return 0
-    out_fd = sock.fileno()
-    position = offset
-    try:
-        while position < end:
-            try:
-                sent = os.sendfile(out_fd, in_fd, position,
-                                   min(end - position, _SENDFILE_NATIVE_BLOCK))
-            except _WOULD_BLOCK:
-                await _wait_writable(loop, sock, _writable_once)
-                continue
-            except OSError as exc:
-                if position == offset and exc.errno in _SENDFILE_UNSUPPORTED:
-                    raise asyncio.SendfileNotAvailableError(
-                        "os.sendfile() does not support this socket or file") from exc
-                raise
-            if sent == 0:
-                break  # the file shrank under us
-            position += sent
-    finally:
-        if position > offset:
-            file.seek(position)
-    return position - offset
-
-
-def _writable_once(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-async def _sendfile_fallback(loop: Any, sock: socket.socket, file: Any, offset: int,
-                             count: int | None) -> int:
-    """Read blocks on the executor and send them; the file position follows what was sent."""
-    block = _SENDFILE_FALLBACK_BLOCK if count is None else min(count, _SENDFILE_FALLBACK_BLOCK)
-    buf = bytearray(block)
-    total = 0
-    if offset:
-        file.seek(offset)
-    try:
-        while True:
-            want = block if count is None else min(block, count - total)
-            if want <= 0:
-                break
-            view = memoryview(buf)[:want]
-            nread = await loop.run_in_executor(None, file.readinto, view)
-            if not nread:
-                view.release()
-                break
-            try:
-                await sock_sendall(loop, sock, view[:nread])
-            finally:
-                view.release()
-            total += nread
-    finally:
-        if total:
-            file.seek(offset + total)
-    return total

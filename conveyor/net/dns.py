@@ -1,4 +1,5 @@
-"""Name resolution: getaddrinfo and getnameinfo on the loop's default executor.
+"""Name resolution: getaddrinfo and getnameinfo on the loop's default executor, and
+`resolve`, the one lookup every connection factory and `sock_connect` makes.
 
 The C library's resolver blocks, so it runs on a worker thread, as the standard loop does.
 Most addresses a program hands to `sock_connect` or `create_connection` are already numeric
@@ -66,6 +67,25 @@ async def getaddrinfo(loop: Any, host: Any, port: Any, *, family: int = 0, type:
 async def getnameinfo(loop: Any, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
     """Reverse-resolve `sockaddr` like `socket.getnameinfo`, without blocking the loop."""
     return await loop.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+async def resolve(loop: Any, address: tuple, *, family: int = 0, type: int = 0,
+                  proto: int = 0, flags: int = 0) -> list:
+    """The getaddrinfo entries for `address` (`(host, port, ...)`), never an empty list.
+
+    A numeric address is answered here; anything else goes to `loop.getaddrinfo`, looked up
+    on the loop so that a program or test that replaces that method is obeyed by every
+    caller, as on the standard loop.
+    """
+    host, port = address[:2]
+    info = numeric_address(host, port, family, type, proto, *address[2:])
+    if info is not None:
+        return [info]
+    infos = await loop.getaddrinfo(host, port, family=family, type=type, proto=proto,
+                                   flags=flags)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned empty list")
+    return infos
 
 
 def numeric_address(host: Any, port: Any, family: int = 0, type: int = socket.SOCK_STREAM,

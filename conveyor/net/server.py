@@ -1,4 +1,4 @@
-"""The Server object that create_server and create_unix_server return.
+"""create_server, and the Server object it and create_unix_server return.
 
 A `Server` owns listening sockets and accepts on them: each readable listening socket is
 drained of up to `backlog` connections per wake-up, and every accepted connection becomes a
@@ -17,15 +17,20 @@ the server was already closed.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import errno
+import itertools
 import logging
 import os
 import socket
 import sys
 from typing import Any, Callable
 
-from .transport_socket import TransportSocket
-from .transports.socket import SocketTransport
+from ..transport_socket import TransportSocket
+from ..transports.socket import SocketTransport
+from .common import (ProtocolFactory, check_ssl_socket, check_ssl_timeouts, set_reuse_port,
+                     socket_transport)
+from .dns import resolve
 
 logger = logging.getLogger("asyncio")
 
@@ -236,18 +241,15 @@ class Server(asyncio.AbstractServer):
                 "exception": exc, "socket": conn})
 
     async def _accept_tls(self, conn: socket.socket, addr: Any) -> None:
-        from .transports import tls
-
         transport = None
         try:
             protocol = self._protocol_factory()
             waiter = self._loop.create_future()
-            tls_protocol = tls.TLSProtocol(
-                self._loop, protocol, self._ssl_context, waiter, server_side=True,
+            transport, _ = socket_transport(
+                self._loop, conn, protocol, waiter, self._ssl_context, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
-                ssl_shutdown_timeout=self._ssl_shutdown_timeout)
-            transport = SocketTransport(self._loop, conn, tls_protocol, None,
-                                        {"peername": addr}, self)
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout, extra={"peername": addr},
+                server=self)
             await waiter
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -266,3 +268,76 @@ class Server(asyncio.AbstractServer):
                 "message": "Error on transport creation for incoming connection",
                 "exception": exc, "socket": conn})
 
+
+async def create_server(
+        loop: Any, protocol_factory: ProtocolFactory, host: Any = None,
+        port: int | str | None = None, *, family: int = socket.AF_UNSPEC,
+        flags: int = socket.AI_PASSIVE, sock: socket.socket | None = None, backlog: int = 100,
+        ssl: Any = None, reuse_address: bool | None = None, reuse_port: bool | None = None,
+        keep_alive: bool | None = None, ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None, start_serving: bool = True) -> Server:
+    """Listen on host:port (every address it resolves to; several hosts allowed) or `sock`."""
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if sock is not None:
+        check_ssl_socket(sock)
+
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        if reuse_address is None:
+            reuse_address = os.name == "posix" and sys.platform != "cygwin"
+        if host == "":
+            hosts: list = [None]
+        elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
+            hosts = [host]
+        else:
+            hosts = list(host)
+        resolved = await asyncio.gather(*[
+            resolve(loop, (h, port), family=family, type=socket.SOCK_STREAM, flags=flags)
+            for h in hosts])
+        infos = set(itertools.chain.from_iterable(resolved))
+        sockets: list[socket.socket] = []
+        completed = False
+        try:
+            for af, socktype, proto, _, sa in infos:
+                try:
+                    listener = socket.socket(af, socktype, proto)
+                except OSError:
+                    continue  # a family this host cannot make sockets for
+                sockets.append(listener)
+                if reuse_address:
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
+                if reuse_port:
+                    set_reuse_port(listener)
+                if keep_alive:
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
+                if af == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPPROTO_IPV6"):
+                    # Without this an IPv6 socket would also take the IPv4 port and the
+                    # IPv4 socket of the same server would fail to bind.
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                try:
+                    listener.bind(sa)
+                except OSError as err:
+                    raise OSError(err.errno, "error while attempting to bind on address "
+                                  f"{sa!r}: {(err.strerror or '').lower()}") from None
+            completed = True
+        finally:
+            if not completed:
+                for listener in sockets:
+                    listener.close()
+    else:
+        if sock is None:
+            raise ValueError("Neither host/port nor sock were specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        sockets = [sock]
+
+    for listener in sockets:
+        listener.setblocking(False)
+    server = Server(loop, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout,
+                    ssl_shutdown_timeout)
+    if start_serving:
+        await server.start_serving()
+    return server
