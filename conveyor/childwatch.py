@@ -30,6 +30,8 @@ import threading
 import weakref
 from typing import Any, Callable
 
+from .contract import LoopInternals
+
 logger = logging.getLogger("asyncio")
 
 #: Reported when somebody else reaped our child (asyncio reports the same).
@@ -69,7 +71,7 @@ def _reap(pid: int, popen: Any = None) -> int:
 class ChildWatch:
     """One child watched by one loop; `on_exit(returncode)` runs once, on the loop."""
 
-    def __init__(self, loop: Any, pid: int, on_exit: Callable[[int], Any],
+    def __init__(self, loop: LoopInternals, pid: int, on_exit: Callable[[int], Any],
                  popen: Any = None) -> None:
         self._loop = loop
         self.pid = pid

@@ -20,9 +20,9 @@ import runpy
 import signal
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable
 
-from . import loop as loop_mod
+from .core import CoreLoop, on_new_loop
 from .observe.console import console as open_console
 from .observe.taskdump import dump_tasks_on_signal
 from .observe.trace import DEFAULT_SLOW, Tracer
@@ -107,17 +107,17 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
               file=sys.stderr)
         return 2
     install()
-    observers: list[Any] = []
+    observers: list[Callable[[CoreLoop], Any]] = []
     if debug:
         observers.append(lambda loop: loop.set_debug(True))
     dumps: list[Any] = []
     if dump_signal:
-        def on_signal(loop: Any) -> None:
+        def on_signal(loop: CoreLoop) -> None:
             for old in dumps:
                 old.close()
             dumps[:] = [dump_tasks_on_signal(signal.SIGUSR1, loop)]
         observers.append(on_signal)
-    loop_mod._new_loop_observers.extend(observers)
+    stop_observing = [on_new_loop(observer) for observer in observers]
     if trace:
         trace = os.path.abspath(trace)  # the program may chdir before the file is written
     tracer = Tracer(trace, slow=slow).start() if trace else None
@@ -154,8 +154,8 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
-        for observer in observers:
-            loop_mod._new_loop_observers.remove(observer)
+        for stop in stop_observing:
+            stop()
         for dump in dumps:
             dump.close()
         if dog is not None:

@@ -33,6 +33,7 @@ import warnings
 import weakref
 from typing import Any, Callable
 
+from .contract import LoopInternals
 from .handles import Handle
 
 logger = logging.getLogger("asyncio")
@@ -52,7 +53,7 @@ def _check_signal(sig: Any) -> None:
 class SignalTable:
     """One loop's signal handlers and the socketpair that brings signals to it."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: LoopInternals) -> None:
         self._loop = loop
         self.handlers: dict[int, Handle] = {}
         self._rsock, self._wsock = socket.socketpair()
@@ -93,7 +94,7 @@ class SignalTable:
         except (BlockingIOError, InterruptedError):
             return
         handlers = self.handlers
-        ready = self._loop._ready
+        schedule = self._loop._schedule_handle
         for signum in data:
             handle = handlers.get(signum)
             if handle is None:
@@ -101,7 +102,7 @@ class SignalTable:
             if handle._cancelled:
                 remove_signal_handler(self._loop, signum)
             else:
-                ready.append(handle)
+                schedule(handle)
 
     def close(self) -> None:
         """The loop closes: give every signal its default behaviour back, drop the fds."""
@@ -127,7 +128,8 @@ class SignalTable:
 _tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def add_signal_handler(loop: Any, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+def add_signal_handler(loop: LoopInternals, sig: int, callback: Callable[..., Any],
+                       *args: Any) -> None:
     """Run `callback(*args)` on the loop each time signal `sig` arrives.
 
     Raise ValueError if the signal number is invalid or uncatchable, RuntimeError if there is
@@ -170,7 +172,7 @@ def add_signal_handler(loop: Any, sig: int, callback: Callable[..., Any], *args:
         previous_handle.cancel()
 
 
-def remove_signal_handler(loop: Any, sig: int) -> bool:
+def remove_signal_handler(loop: LoopInternals, sig: int) -> bool:
     """Remove the handler for `sig`; True if there was one.
 
     The signal gets its default behaviour back (for SIGINT: KeyboardInterrupt).

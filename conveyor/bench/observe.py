@@ -33,6 +33,7 @@ import textwrap
 import time
 from typing import Any, Callable
 
+from .. import core as loop_core
 from .. import loop as loop_mod
 from ..observe.stats import collect_stats
 from ..observe.trace import Tracer
@@ -67,7 +68,7 @@ def bare_loop_class() -> type:
     if "hooks" in text:
         raise RuntimeError("could not strip the instrument checks from _run_once")
     namespace: dict[str, Any] = {}
-    exec(compile(text, "<bare _run_once>", "exec"), vars(loop_mod), namespace)
+    exec(compile(text, "<bare _run_once>", "exec"), vars(loop_core), namespace)
     return type("BareEventLoop", (loop_mod.EventLoop,), {"_run_once": namespace["_run_once"]})
 
 

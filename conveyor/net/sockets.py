@@ -22,6 +22,7 @@ import asyncio
 import socket
 from typing import Any
 
+from ..contract import LoopInternals
 from ..handles import Handle
 from .dns import resolve
 
@@ -59,19 +60,15 @@ def _check_no_transport(loop: Any, fd: int) -> None:
 
 
 class _SockReader(Handle):
-    """A reader registration that may outlive its wait by one loop iteration ("parked").
-
-    Why: a task that reads a socket in a loop (recv, answer, recv again) would otherwise
-    remove its reader when a receive completes and add it back a moment later, two
-    epoll_ctl calls per message. Instead the registration stays until the next iteration;
-    if the task waits again by then, the loop only swaps the handle, with no syscall.
+    """A reader registration that may outlive its wait by one loop iteration ("parked",
+    see `CoreLoop._park_reader`: a recv loop then swaps handles, no epoll_ctl per message).
 
     The hazard of keeping a registration: the socket may be closed meanwhile, which drops
     the kernel's registration, and its fd number may be reused by a new file that someone
     registers at once. The loop sees the number still registered and would only swap the
     handle, so the new file would never be polled. `cancel()` is what the loop calls on
-    such a swap; if our socket no longer owns the fd, it registers the fd with the poller
-    again so the newcomer is polled.
+    such a swap; if our socket no longer owns the fd, the loop registers the fd with the
+    poller again (`_rearm_reader`) so the newcomer is polled.
     """
 
     __slots__ = ("_sock", "_fd")
@@ -80,29 +77,11 @@ class _SockReader(Handle):
         if self._cancelled:
             return
         super().cancel()
-        loop = self._loop
-        fd = self._fd
-        if self._sock.fileno() == fd or loop._closed:
-            return
-        current = loop._readers.get(fd)
-        mask = loop._interest.get(fd)
-        if current is None or current is self or not mask:
-            return  # being removed, not replaced: the loop unregisters it
-        try:
-            loop._poller.register(fd, mask)
-        except FileExistsError:
-            loop._poller.modify(fd, mask)
-        except OSError:
-            pass  # the new owner closed it too; its own removal will tidy up
+        if self._sock.fileno() != self._fd:
+            self._loop._rearm_reader(self._fd, self)
 
 
-def _unpark_reader(loop: Any, fd: int, handle: _SockReader) -> None:
-    """One iteration after a wait ended: remove the reader unless it was taken over."""
-    if loop._readers.get(fd) is handle:
-        loop._remove_reader(fd)
-
-
-async def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
+async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: Any) -> Any:
     """Run `callback(fut, *args)` each time `sock` is readable until it completes `fut`.
 
     When the waiting task resumes, however `fut` ended, the registration is parked for one
@@ -117,15 +96,15 @@ async def _wait_readable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any
     handle = _SockReader(callback, (fut, *args), loop, None)
     handle._sock = sock
     handle._fd = fd
-    loop._add_handle(loop._readers, fd, handle)
+    loop._add_reader_handle(fd, handle)
     try:
         return await fut
     finally:
         # An error raised here keeps this frame in its traceback; the frame must not keep
         # the future that holds the error (a reference cycle, as asyncio avoids too).
         fut = None
-        if not handle._cancelled and not loop._closed:
-            loop.call_soon(_unpark_reader, loop, fd, handle)
+        if not handle._cancelled:
+            loop._park_reader(fd, handle)
 
 
 async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:

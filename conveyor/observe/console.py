@@ -52,9 +52,10 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
-from .. import loop as loop_mod
+from ..contract import LoopInternals
+from ..core import LOOP_CODES, on_new_loop
 from .hooks import add_instrument, instruments, open_loops, remove_instrument
 from .stats import LoopStats
 from .taskdump import TaskTree, await_frames, task_state
@@ -126,7 +127,7 @@ def candidate_paths(pid: int) -> list[str]:
 class _Probe:
     """The instruments the console keeps on one loop while a client is attached."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: LoopInternals) -> None:
         self.loop = loop
         self.stats = LoopStats(loop)
         self.tasks = TaskStats()
@@ -180,11 +181,13 @@ class Console:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._attached = 0
-        self._probes: dict[Any, _Probe] = {}
+        self._probes: dict[LoopInternals, _Probe] = {}
         self._ids: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._by_id: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._next_id = 0
         self._closed = False
+        #: Stops calling `_new_loop` for new loops; set while listening.
+        self._unwatch: Callable[[], None] | None = None
         #: How many times instruments were installed / removed (read by tests and status).
         self.installs = 0
         self.removals = 0
@@ -207,7 +210,7 @@ class Console:
             sock.close()
             raise
         self._sock = sock
-        loop_mod._new_loop_observers.append(self._new_loop)
+        self._unwatch = on_new_loop(self._new_loop)
         atexit.register(self.close)
         self._thread = threading.Thread(target=self._serve, name="conveyor-console",
                                         daemon=True)
@@ -238,10 +241,9 @@ class Console:
         if self._closed:
             return
         self._closed = True
-        try:
-            loop_mod._new_loop_observers.remove(self._new_loop)
-        except ValueError:
-            pass
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
         try:
             atexit.unregister(self.close)
         except Exception:
@@ -294,7 +296,7 @@ class Console:
         for loop, probe in probes.items():
             self._remove_probe(loop, probe)
 
-    def _add_probe(self, loop: Any) -> None:
+    def _add_probe(self, loop: LoopInternals) -> None:
         """Called with the lock held."""
         if loop in self._probes or loop.is_closed():
             return
@@ -308,7 +310,7 @@ class Console:
         else:
             probe.install()
 
-    def _remove_probe(self, loop: Any, probe: _Probe) -> None:
+    def _remove_probe(self, loop: LoopInternals, probe: _Probe) -> None:
         self.removals += 1
         if loop.is_closed():
             probe.removed = True
@@ -321,7 +323,7 @@ class Console:
                 pass
         probe.remove()
 
-    def _new_loop(self, loop: Any) -> None:
+    def _new_loop(self, loop: LoopInternals) -> None:
         """A conveyor loop was created: measure it too if someone is attached."""
         with self._lock:
             if self._attached:
@@ -441,7 +443,7 @@ class Console:
 
     # ------------------------------------------------------------ what a snapshot holds
 
-    def _snapshot(self, loop: Any, probe: _Probe | None, session: "_Session",
+    def _snapshot(self, loop: LoopInternals, probe: _Probe | None, session: "_Session",
                   options: dict) -> dict:
         now = _clock()
         section: dict[str, Any] = _loop_brief(loop)
@@ -488,7 +490,7 @@ class Console:
         return {"ok": True, "pid": os.getpid(), "time": now, "loop": section,
                 "stall": stall, "tasks": rows, "warnings": warnings, "slowest": slowest}
 
-    def _stall(self, loop: Any, probe: _Probe | None, threshold: float) -> dict | None:
+    def _stall(self, loop: LoopInternals, probe: _Probe | None, threshold: float) -> dict | None:
         if not loop.is_running():
             return None
         if probe is not None and probe.installed:
@@ -509,9 +511,8 @@ class Console:
         if probe.done.wait(max(threshold - (_clock() - probe.requested), 0.0)):
             return self._stall(loop, probe, threshold)
         frame = sys._current_frames().get(loop._thread_id)
-        if frame is None or (frame.f_code.co_filename == loop_mod.__file__ and
-                             frame.f_code.co_name == "_run_once"):
-            return None
+        if frame is None or frame.f_code in LOOP_CODES:
+            return None  # in the loop's own code (its poll), not in a callback
         import traceback
         stack = traceback.extract_stack(frame)
         task = _safe(lambda: asyncio.current_task(loop))
@@ -521,7 +522,7 @@ class Console:
                 "task_id": None if task is None else self._id_of(task),
                 "stack": _frames(stack)}
 
-    def _task_rows(self, loop: Any, probe: _Probe | None) -> list[dict]:
+    def _task_rows(self, loop: LoopInternals, probe: _Probe | None) -> list[dict]:
         now = _clock()
         stats = probe.tasks if probe is not None and probe.installed else None
         tree = probe.tree if probe is not None and probe.installed else None
@@ -553,7 +554,7 @@ class Console:
             rows.append(row)
         return rows
 
-    def _warnings(self, loop: Any, probe: _Probe | None, rows: list[dict],
+    def _warnings(self, loop: LoopInternals, probe: _Probe | None, rows: list[dict],
                   stall: dict | None, session: "_Session", options: dict) -> list[dict]:
         warnings = []
         if stall is not None:
@@ -592,7 +593,7 @@ class Console:
                                             f"{where_suspended(task)}"})
         return warnings
 
-    def _task_detail(self, loop: Any, probe: _Probe | None, task: asyncio.Task) -> dict:
+    def _task_detail(self, loop: LoopInternals, probe: _Probe | None, task: asyncio.Task) -> dict:
         task_id = self._id_of(task)
         row = next((r for r in self._task_rows(loop, probe) if r["id"] == task_id), None)
         if row is None:  # finished, still referenced by someone
@@ -643,7 +644,7 @@ def _safe(func: Any) -> Any:
         return None
 
 
-def _loops_now() -> list[Any]:
+def _loops_now() -> list[LoopInternals]:
     for _ in range(10):
         try:
             return open_loops()
@@ -652,7 +653,7 @@ def _loops_now() -> list[Any]:
     return []
 
 
-def _all_tasks(loop: Any) -> list[asyncio.Task]:
+def _all_tasks(loop: LoopInternals) -> list[asyncio.Task]:
     for _ in range(10):
         try:
             return [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -661,14 +662,11 @@ def _all_tasks(loop: Any) -> list[asyncio.Task]:
     return []
 
 
-def _loop_brief(loop: Any) -> dict:
-    heap = list(getattr(getattr(loop, "_timers", None), "heap", ()))
-    timers = sum(1 for entry in heap
-                 if not getattr(entry[-1] if isinstance(entry, tuple) else entry,
-                                "_cancelled", False))
+def _loop_brief(loop: LoopInternals) -> dict:
+    gauges = loop._gauges()
     return {"repr": _safe(lambda: repr(loop)), "running": loop.is_running(),
-            "fds": len(getattr(loop, "_interest", ())), "timers": timers,
-            "ready": len(getattr(loop, "_ready", ())), "tasks": len(_all_tasks(loop))}
+            "fds": gauges.fds, "timers": gauges.timers, "ready": gauges.ready,
+            "tasks": len(_all_tasks(loop))}
 
 
 def _trim(histogram: dict) -> dict:
@@ -707,16 +705,15 @@ def _from_environment() -> None:
     path = value if "/" in value else None
     started = []
 
-    def first_loop(loop: Any) -> None:
-        # Stays in the observer list as a no-op: removing itself while the loop iterates
-        # that list would make the loop skip the next observer.
+    def first_loop(loop: LoopInternals) -> None:
         if started:
             return
         started.append(True)
+        stop_watching()
         try:
             console(path)
         except OSError as exc:
             logger.warning("conveyor: %s is set but the console could not start: %s",
                            ENV_VAR, exc)
 
-    loop_mod._new_loop_observers.append(first_loop)
+    stop_watching = on_new_loop(first_loop)

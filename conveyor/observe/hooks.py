@@ -25,7 +25,8 @@ import logging
 import weakref
 from typing import Any, Iterable
 
-from .. import loop as loop_mod
+from ..contract import LoopInternals
+from ..core import on_new_loop
 
 __all__ = ["Instrument", "Hooks", "add_instrument", "remove_instrument", "instruments",
            "task_of", "peek_exception", "open_loops", "HOOK_NAMES"]
@@ -108,7 +109,7 @@ class Hooks:
     empty), because the loop may be in the middle of an iteration when that happens.
     """
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: LoopInternals) -> None:
         self._loop = loop
         self._instruments: list[Any] = []
         self._rebuild()
@@ -239,7 +240,7 @@ class Hooks:
 
 # ------------------------------------------------------------------ public functions
 
-def _resolve(loop: Any) -> Any:
+def _resolve(loop: Any) -> LoopInternals:
     if loop is None:
         loop = asyncio.get_running_loop()
     if not hasattr(loop, "_hooks"):
@@ -247,7 +248,7 @@ def _resolve(loop: Any) -> Any:
     return loop
 
 
-def add_instrument(instrument: Any, loop: Any = None) -> None:
+def add_instrument(instrument: Any, loop: LoopInternals | None = None) -> None:
     """Install ``instrument`` on ``loop`` (default: the running loop)."""
     loop = _resolve(loop)
     hooks = loop._hooks
@@ -259,7 +260,7 @@ def add_instrument(instrument: Any, loop: Any = None) -> None:
         hooks.add(instrument)
 
 
-def remove_instrument(instrument: Any, loop: Any = None) -> bool:
+def remove_instrument(instrument: Any, loop: LoopInternals | None = None) -> bool:
     """Uninstall ``instrument``; True if it was installed. The last one out restores the
     loop's fast path."""
     loop = _resolve(loop)
@@ -271,7 +272,7 @@ def remove_instrument(instrument: Any, loop: Any = None) -> bool:
     return True
 
 
-def instruments(loop: Any = None) -> tuple[Any, ...]:
+def instruments(loop: LoopInternals | None = None) -> tuple[Any, ...]:
     """The instruments installed on ``loop``, in installation order."""
     loop = _resolve(loop)
     return () if loop._hooks is None else loop._hooks.instruments
@@ -280,9 +281,9 @@ def instruments(loop: Any = None) -> tuple[Any, ...]:
 #: Every conveyor loop created since conveyor.observe was imported (weakly held), so that
 #: ``with conveyor.trace(...)`` can record loops that were made before the block began.
 _loops: weakref.WeakSet = weakref.WeakSet()
-loop_mod._new_loop_observers.append(_loops.add)
+on_new_loop(_loops.add)
 
 
-def open_loops() -> list[Any]:
+def open_loops() -> list[LoopInternals]:
     """The conveyor loops of this process that are not closed."""
     return [loop for loop in list(_loops) if not loop.is_closed()]

@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "pip install 'conveyor[otel]'") from exc
 
 from .. import __version__
-from .. import loop as loop_mod
+from ..core import on_new_loop
 from .hooks import add_instrument, instruments, remove_instrument
 from .stats import BUCKETS, LoopStats, Snapshot
 from .taskstats import where_suspended
@@ -395,7 +395,7 @@ class LoopTelemetry:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watching_new_loops = False
+        self._unwatch: Callable[[], None] | None = None
         self.closed = False
 
     # ------------------------------------------------------------ attaching
@@ -437,19 +437,16 @@ class LoopTelemetry:
             return list(self._probes)
 
     def _watch_new_loops(self) -> None:
-        self._watching_new_loops = True
-        loop_mod._new_loop_observers.append(self.attach)
+        if self._unwatch is None:
+            self._unwatch = on_new_loop(self.attach)
 
     def close(self) -> None:
         """Remove every instrument, stop the thread; nothing is recorded afterwards."""
         if self.closed:
             return
-        if self._watching_new_loops:
-            self._watching_new_loops = False
-            try:
-                loop_mod._new_loop_observers.remove(self.attach)
-            except ValueError:
-                pass
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
         for loop in self.loops:
             self.detach(loop)
         self.closed = True

@@ -6,7 +6,7 @@
 
 Counting needs instrument hooks, so it starts when `collect_stats` installs a `LoopStats`
 on the loop (the uninstrumented loop pays nothing). The gauges (open fds, pending timers,
-ready callbacks, live tasks) are read from the loop at snapshot time.
+ready callbacks, live tasks) are read from the loop at snapshot time (`loop._gauges()`).
 
 What the figures mean:
 - ``utilization``: the share of wall time the loop spent outside the kernel wait, as libuv's
@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..contract import LoopInternals
 from .hooks import Instrument, add_instrument, instruments, remove_instrument
 
 __all__ = ["LoopStats", "Histogram", "Snapshot", "SlowCallback", "collect_stats",
@@ -165,7 +166,7 @@ def _callback_site(handle: Any, task: asyncio.Task | None) -> tuple[str, str]:
 class LoopStats(Instrument):
     """The counting instrument. Install with `collect_stats`."""
 
-    def __init__(self, loop: Any, *, keep_slowest: int = 10) -> None:
+    def __init__(self, loop: LoopInternals, *, keep_slowest: int = 10) -> None:
         self.loop = loop
         self.keep_slowest = keep_slowest
         self.reset()
@@ -246,12 +247,7 @@ class LoopStats(Instrument):
         if self.in_poll:
             poll_time += max(now - self._poll_started, 0.0)
         busy = max(elapsed - poll_time, 0.0)
-        heap = getattr(getattr(loop, "_timers", None), "heap", [])
-        pending = 0
-        for entry in list(heap):
-            timer = entry[-1] if isinstance(entry, tuple) else entry
-            if not timer._cancelled:
-                pending += 1
+        gauges = loop._gauges()
         try:
             alive = len(asyncio.all_tasks(loop))
         except RuntimeError:
@@ -264,16 +260,15 @@ class LoopStats(Instrument):
             utilization=busy / elapsed if elapsed > 0 else 0.0,
             timer_lag=self.timer_lag.as_dict(), queue_delay=self.queue_delay.as_dict(),
             slowest=[item[2] for item in sorted(list(self._slowest), reverse=True)],
-            active_fds=len(getattr(loop, "_interest", ())),
-            pending_timers=pending, ready_callbacks=len(getattr(loop, "_ready", ())),
-            tasks_alive=alive)
+            active_fds=gauges.fds, pending_timers=gauges.timers,
+            ready_callbacks=gauges.ready, tasks_alive=alive)
 
     def close(self) -> None:
         """Stop counting (uninstall from the loop)."""
         remove_instrument(self, self.loop)
 
 
-def collect_stats(loop: Any = None, *, keep_slowest: int = 10) -> LoopStats:
+def collect_stats(loop: LoopInternals | None = None, *, keep_slowest: int = 10) -> LoopStats:
     """The `LoopStats` counting on ``loop`` (default: the running loop), installed if needed."""
     if loop is None:
         loop = asyncio.get_running_loop()
@@ -287,6 +282,6 @@ def collect_stats(loop: Any = None, *, keep_slowest: int = 10) -> LoopStats:
     return stats
 
 
-def loop_stats(loop: Any = None) -> Snapshot:
+def loop_stats(loop: LoopInternals | None = None) -> Snapshot:
     """A snapshot of ``loop``'s statistics; starts counting (from zero) on first call."""
     return collect_stats(loop).snapshot()

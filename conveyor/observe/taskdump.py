@@ -22,6 +22,7 @@ import sys
 import weakref
 from typing import Any, TextIO
 
+from ..contract import LoopInternals
 from .hooks import Instrument, add_instrument, instruments, peek_exception
 
 __all__ = ["TaskTree", "track_spawns", "await_chain", "await_frames", "task_state", "format_tasks", "dump_tasks",
@@ -60,14 +61,14 @@ def next_awaitable(awaitable):
     return nxt
 
 
-def _tree_of(loop: Any) -> TaskTree | None:
+def _tree_of(loop: LoopInternals) -> TaskTree | None:
     for instrument in instruments(loop):
         if isinstance(instrument, TaskTree):
             return instrument
     return None
 
 
-def track_spawns(loop: Any = None) -> TaskTree:
+def track_spawns(loop: LoopInternals | None = None) -> TaskTree:
     """Start remembering who creates each task on ``loop`` (default: the running loop)."""
     if loop is None:
         loop = asyncio.get_running_loop()
@@ -156,7 +157,7 @@ def _state(task: asyncio.Task) -> str:
     return "done" if exc is None else f"raised {type(exc).__name__}"
 
 
-def format_tasks(loop: Any = None) -> str:
+def format_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     """The task tree of ``loop`` (default: the running loop) as text."""
     if loop is None:
         loop = asyncio.get_running_loop()
@@ -199,7 +200,8 @@ def format_tasks(loop: Any = None) -> str:
     return "\n".join(out)
 
 
-def dump_tasks(loop: Any = None, file: TextIO | None = None) -> str:
+def dump_tasks(loop: asyncio.AbstractEventLoop | None = None,
+               file: TextIO | None = None) -> str:
     """Print every live task of ``loop`` as a tree with its await chain; returns the text."""
     text = format_tasks(loop)
     print(text, file=sys.stderr if file is None else file, flush=True)
@@ -209,7 +211,8 @@ def dump_tasks(loop: Any = None, file: TextIO | None = None) -> str:
 class SignalDump:
     """A signal handler that prints the task tree; `close` restores the previous handler."""
 
-    def __init__(self, loop: Any, signum: int, file: TextIO | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, signum: int,
+                 file: TextIO | None) -> None:
         self.loop = loop
         self.signum = signum
         self.file = file
@@ -231,7 +234,8 @@ class SignalDump:
             signal.signal(self.signum, previous)
 
 
-def dump_tasks_on_signal(signum: int = signal.SIGUSR1, loop: Any = None,
+def dump_tasks_on_signal(signum: int = signal.SIGUSR1,
+                         loop: asyncio.AbstractEventLoop | None = None,
                          file: TextIO | None = None) -> SignalDump:
     """Opt in: print the task tree of ``loop`` whenever the process receives ``signum``.
 

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from .. import loop as loop_mod
+from ..core import on_new_loop
 from .hooks import add_instrument, open_loops, remove_instrument
 from .trace_events import DEFAULT_SLOW
 from .trace_recorder import Recorder
@@ -69,7 +69,7 @@ class Tracer:
         self._loops: list[Any] = []
         self._next_serial = 0
         self._origin = _clock()
-        self._watching = False
+        self._unwatch: Callable[[], None] | None = None
 
     def _new_serial(self) -> int:
         self._next_serial += 1
@@ -95,9 +95,8 @@ class Tracer:
 
     def start(self) -> "Tracer":
         """Record the running loop, if any, and every conveyor loop created from now on."""
-        if not self._watching:
-            self._watching = True
-            loop_mod._new_loop_observers.append(self.attach)
+        if self._unwatch is None:
+            self._unwatch = on_new_loop(self.attach)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -110,12 +109,9 @@ class Tracer:
 
     def stop(self) -> None:
         """Stop recording everything; write the file if a path was given."""
-        if self._watching:
-            self._watching = False
-            try:
-                loop_mod._new_loop_observers.remove(self.attach)
-            except ValueError:
-                pass
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
         for loop in list(self._recorders):
             self.detach(loop)
         if self.path is not None:

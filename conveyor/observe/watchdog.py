@@ -27,9 +27,11 @@ import traceback
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import Any, Callable
 
-from .. import loop as loop_mod
+from ..contract import LoopInternals
+from ..core import LOOP_CODES, on_new_loop
 from .hooks import Instrument, add_instrument, remove_instrument
 
 __all__ = ["Watchdog", "Stall", "watchdog", "Heartbeat", "capture_stall"]
@@ -63,7 +65,7 @@ class Stall:
         return self._task() if self._task is not None else None
 
     @property
-    def loop(self) -> Any:
+    def loop(self) -> LoopInternals | None:
         return self._loop() if self._loop is not None else None
 
     def format(self) -> str:
@@ -82,7 +84,7 @@ class Heartbeat(Instrument):
     `capture_stall` when a client asks.
     """
 
-    def __init__(self, watchdog: "Watchdog | None", loop: Any) -> None:
+    def __init__(self, watchdog: "Watchdog | None", loop: LoopInternals) -> None:
         self._watchdog = watchdog
         self.loop = loop
         self.thread_id: int | None = None
@@ -123,15 +125,16 @@ class Watchdog:
             raise ValueError(f"interval must be positive, got {interval!r}")
         #: The most recent stalls (at most `MAX_STALLS_KEPT`), oldest first.
         self.stalls: deque[Stall] = deque(maxlen=MAX_STALLS_KEPT)
-        self._beats: dict[Any, Heartbeat] = {}
+        self._beats: dict[LoopInternals, Heartbeat] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watching = False
+        #: Stops watching new loops; set while started.
+        self._unwatch: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ attaching
 
-    def attach(self, loop: Any) -> None:
+    def attach(self, loop: LoopInternals) -> None:
         """Watch ``loop`` (a conveyor EventLoop) from now on."""
         with self._lock:
             if loop in self._beats:
@@ -139,7 +142,7 @@ class Watchdog:
             beat = self._beats[loop] = Heartbeat(self, loop)
         add_instrument(beat, loop)
 
-    def detach(self, loop: Any) -> None:
+    def detach(self, loop: LoopInternals) -> None:
         with self._lock:
             beat = self._beats.pop(loop, None)
         if beat is not None:
@@ -147,9 +150,8 @@ class Watchdog:
 
     def start(self) -> "Watchdog":
         """Watch the running loop, if any, and every conveyor loop created from now on."""
-        if not self._watching:
-            self._watching = True
-            loop_mod._new_loop_observers.append(self.attach)
+        if self._unwatch is None:
+            self._unwatch = on_new_loop(self.attach)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -164,12 +166,9 @@ class Watchdog:
         return self
 
     def stop(self) -> None:
-        if self._watching:
-            self._watching = False
-            try:
-                loop_mod._new_loop_observers.remove(self.attach)
-            except ValueError:
-                pass
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
         for loop in list(self._beats):
             self.detach(loop)
         thread, self._thread = self._thread, None
@@ -227,7 +226,7 @@ def capture_stall(beat: Heartbeat, threshold: float) -> Stall | None:
     task = _current_task(beat.loop)
     return Stall(started=since, stack=list(stack),
                  task_repr=None if task is None else _safe_repr(task),
-                 callback=_describe(task, stack), noticed_after=lasted,
+                 callback=_describe(task, frame), noticed_after=lasted,
                  _task=None if task is None else weakref.ref(task),
                  _loop=weakref.ref(beat.loop))
 
@@ -239,7 +238,7 @@ def _safe_repr(obj: Any) -> str:
         return object.__repr__(obj)
 
 
-def _current_task(loop: Any) -> asyncio.Task | None:
+def _current_task(loop: LoopInternals) -> asyncio.Task | None:
     """The task the loop is stepping now, read from the watchdog's thread.
 
     asyncio keeps the current task per loop in a dict (3.11 - 3.13), so this works from any
@@ -252,22 +251,20 @@ def _current_task(loop: Any) -> asyncio.Task | None:
         return None
 
 
-_LOOP_FILE = loop_mod.__file__
-_LOOP_FUNCTIONS = frozenset({"_run_once", "_run_ready_observed"})
-
-
-def _describe(task: asyncio.Task | None, stack: list[traceback.FrameSummary]) -> str:
-    """What was running: the task's step, or the callback the loop called (from the stack)."""
+def _describe(task: asyncio.Task | None, frame: FrameType | None) -> str:
+    """What was running: the task's step, or the callback the loop called (the frame
+    the innermost of the loop's own frames called, walking out from ``frame``)."""
     if task is not None:
         coro = task.get_coro()
         return f"a step of {task.get_name()} ({getattr(coro, '__qualname__', coro)})"
-    for index in range(len(stack) - 1, -1, -1):
-        frame = stack[index]
-        if frame.filename == _LOOP_FILE and frame.name in _LOOP_FUNCTIONS:
-            if index + 1 < len(stack):
-                called = stack[index + 1]
-                return f"callback {called.name} ({called.filename}:{called.lineno})"
-            return "the loop itself"
+    called = None
+    while frame is not None:
+        if frame.f_code in LOOP_CODES:
+            if called is None:
+                return "the loop itself"
+            code = called.f_code
+            return f"callback {code.co_name} ({code.co_filename}:{called.f_lineno})"
+        called, frame = frame, frame.f_back
     return "code outside the loop's callbacks"
 
 

@@ -80,8 +80,3 @@ def default() -> Poller:
             f"CONVEYOR_POLLER={name!r} is not available here; choose one of {available()}")
     return create(name)
 
-
-def remaining(deadline: float, now: float) -> float:
-    """Time left to a deadline, never negative (for retrying a poll after EINTR)."""
-    left = deadline - now
-    return left if left > 0 else 0.0

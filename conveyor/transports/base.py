@@ -71,6 +71,7 @@ import logging
 import warnings
 from typing import Any
 
+from ..contract import LoopInternals
 from ..transport_socket import TransportSocket
 from . import flow
 
@@ -120,7 +121,8 @@ class FdTransport(asyncio.Transport):
     #: Where the subclass keeps its file object.
     _file_attr = "_sock"
 
-    def _init_lifecycle(self, loop: Any, fd: int, protocol: asyncio.BaseProtocol) -> None:
+    def _init_lifecycle(self, loop: LoopInternals, fd: int,
+                        protocol: asyncio.BaseProtocol) -> None:
         self._loop = loop
         self._fd = fd
         self._protocol = protocol

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..contract import LoopInternals
+
 #: asyncio's default: pause the writer once 64 KiB wait in the buffer.
 DEFAULT_HIGH_WATER = 64 * 1024
 
@@ -45,7 +47,7 @@ def resume_protocol(transport: Any) -> None:
     notify(transport._loop, transport, transport._protocol, "resume_writing")
 
 
-def notify(loop: Any, transport: Any, protocol: Any, method: str) -> None:
+def notify(loop: LoopInternals, transport: Any, protocol: Any, method: str) -> None:
     """Call protocol.pause_writing/resume_writing; what it raises goes to the handler."""
     try:
         getattr(protocol, method)()

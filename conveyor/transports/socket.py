@@ -20,6 +20,7 @@ import socket
 import weakref
 from typing import Any
 
+from ..contract import LoopInternals
 from .base import is_buffered
 from .stream import StreamTransport
 
@@ -53,7 +54,7 @@ def set_nodelay(sock: socket.socket) -> None:
 _read_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _loop_read_buffer(loop: Any) -> memoryview:
+def _loop_read_buffer(loop: LoopInternals) -> memoryview:
     """The loop's shared receive buffer: only its own thread reads into it, so one is enough."""
     buf = _read_buffers.get(loop)
     if buf is None:
@@ -73,7 +74,7 @@ class SocketTransport(StreamTransport):
 
     _write_error = "Fatal write error on socket transport"
 
-    def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
+    def __init__(self, loop: LoopInternals, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future | None = None, extra: dict | None = None,
                  server: Any = None) -> None:
         super().__init__(extra)

@@ -9,7 +9,7 @@ tests would fail here and pass in test_cpython_tasks.py.
 
 import pytest
 
-from conveyor import loop as loop_mod
+from conveyor.core import on_new_loop
 from conveyor.observe.stats import LoopStats
 from conveyor.observe.taskdump import TaskTree
 from conveyor.observe.trace import Tracer
@@ -49,12 +49,12 @@ def _every_observer():
             extras.append((extra, loop))
         dog.attach(loop)
 
-    loop_mod._new_loop_observers.append(instrument)
+    stop_observing = on_new_loop(instrument)
     dog.start()
     try:
         yield
     finally:
-        loop_mod._new_loop_observers.remove(instrument)
+        stop_observing()
         dog.stop()
         tracer.stop()
         for extra, loop in extras:

@@ -413,7 +413,7 @@ def test_create_task_hands_every_keyword_to_the_factory(monkeypatch):
     after the factory ran), so a `(loop, coro, context=None)` factory keeps working."""
     import contextvars
 
-    import conveyor.loop as loop_module
+    import conveyor.core as loop_module
 
     calls = []
 

@@ -225,8 +225,8 @@ def test_decorators_trace_each_call(tmp_path):
     # The sync decorator saw the loop from its creation: the main task has a lane.
     assert any("traced_plain" in name for name in lanes(json.loads(out_sync.read_text()))
                .values())
-    from conveyor import loop as loop_mod
-    assert not [observer for observer in loop_mod._new_loop_observers
+    from conveyor import core
+    assert not [observer for observer in core._new_loop_observers
                 if isinstance(getattr(observer, "__self__", None), Tracer)]
 
 

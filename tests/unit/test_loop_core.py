@@ -190,7 +190,7 @@ def test_callbacks_from_threads_join_in_bounded_batches(loop):
     """A backlog from other threads drains in order, at most FROM_THREADS_PER_ITERATION a
     turn, with the loop's own callbacks (and so timers and I/O) served between batches; the
     producer, yielding past the backlog limit, never blocks on a loop that is busy."""
-    from conveyor.loop import FROM_THREADS_BACKLOG, FROM_THREADS_PER_ITERATION
+    from conveyor.core import FROM_THREADS_BACKLOG, FROM_THREADS_PER_ITERATION
     count = FROM_THREADS_BACKLOG + 3 * FROM_THREADS_PER_ITERATION
     order: list = []
     produced = threading.Event()

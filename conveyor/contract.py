@@ -1,0 +1,137 @@
+"""What the modules above the loop core may use of the loop: `LoopInternals`.
+
+Transports, the sock_* coroutines, servers, signals, child watching, the file pool and the
+observe tools all receive the loop (their functions take it first, their objects keep it).
+They see it as a `LoopInternals`: the public methods they call, plus the few underscore
+operations `conveyor.core.CoreLoop` offers them instead of its attributes. Nothing else:
+the ready queue, the fd tables, the poller and the timer heap are the core's alone, so the
+core can change how it keeps them without reading every module above it.
+
+This Protocol is the authority on that contract (docs/internals.md describes it). An
+operation a module needs and does not find here is added here and to the core, with a name
+that says what it does, rather than reached for in the loop's attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import weakref
+from contextvars import Context
+from typing import Any, Callable, Protocol
+
+from .core import Gauges
+from .handles import Handle
+
+__all__ = ["LoopInternals"]
+
+
+class LoopInternals(Protocol):
+    """The loop as the modules above the core see it (a conveyor loop satisfies it)."""
+
+    # ----------------------------------------------------------- fd readiness
+    # Readiness callbacks without the public add_reader's ownership check. Registering
+    # again replaces the callback. The callback runs as a ready-queue entry (I/O callbacks
+    # join the queue behind what is there), in `context` when given (transports pass the
+    # connection's, so the protocol always runs in it), else in a copy of the context
+    # current at registration.
+
+    def _add_reader(self, fd: int, callback: Callable[..., Any], *args: Any,
+                    context: Context | None = None) -> Handle: ...
+
+    def _remove_reader(self, fd: int) -> bool: ...
+
+    def _add_writer(self, fd: int, callback: Callable[..., Any], *args: Any,
+                    context: Context | None = None) -> Handle: ...
+
+    def _remove_writer(self, fd: int) -> bool: ...
+
+    # A reader kept one iteration past its wait (the sock_* coroutines: a recv loop swaps
+    # handles instead of paying two epoll_ctl calls per message). See CoreLoop._park_reader.
+
+    def _add_reader_handle(self, fd: int, handle: Handle) -> None:
+        """Register a handle the caller made (its own subclass) as fd's reader."""
+
+    def _park_reader(self, fd: int, handle: Handle) -> None:
+        """The wait is over: remove fd's reader next iteration unless it was replaced."""
+
+    def _rearm_reader(self, fd: int, replaced: Handle) -> None:
+        """`replaced`'s file was closed while parked: register fd for its new reader."""
+
+    #: fd -> the transport that owns it. A transport puts itself here; the public
+    #: add_reader/add_writer/remove_* then refuse that fd with RuntimeError while the
+    #: transport is not closing (asyncio's rule).
+    _transports: weakref.WeakValueDictionary[int, Any]
+
+    # ---------------------------------------------------------- the loop itself
+
+    def _check_closed(self) -> None:
+        """Raise RuntimeError('Event loop is closed') if it is."""
+
+    def _on_close(self, callback: Callable[[], Any]) -> None:
+        """Run `callback()` when the loop closes (executors, wake-up fds, file pools)."""
+
+    def _schedule_handle(self, handle: Handle) -> None:
+        """Queue an existing handle behind what is queued (a signal's, run many times)."""
+
+    def _gauges(self) -> Gauges:
+        """Queue and table sizes now, for statistics; callable from any thread."""
+
+    #: The instrument fan-out (conveyor.observe.hooks.Hooks) or None: the loop calls it at
+    #: fixed points of an iteration. Set by conveyor.observe.hooks only (docs/observe.md).
+    _hooks: Any
+
+    @property
+    def _thread_id(self) -> int | None:
+        """The thread running the loop, None while it does not run (read-only)."""
+
+    # ------------------------------------------------------------- public API
+    # Used by the modules above as any program would; listed so that the Protocol is the
+    # whole of what they may call.
+
+    slow_callback_duration: float
+
+    def time(self) -> float: ...
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any,
+                  context: Context | None = None) -> asyncio.Handle: ...
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
+                   context: Context | None = None) -> asyncio.TimerHandle: ...
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
+                             context: Context | None = None) -> asyncio.Handle: ...
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None: ...
+
+    def create_future(self) -> asyncio.Future[Any]: ...
+
+    def create_task(self, coro: Any, *, name: str | None = None,
+                    context: Context | None = None) -> asyncio.Task[Any]: ...
+
+    def run_in_executor(self, executor: concurrent.futures.Executor | None,
+                        func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]: ...
+
+    def get_debug(self) -> bool: ...
+
+    def is_closed(self) -> bool: ...
+
+    def is_running(self) -> bool: ...
+
+    # I/O methods that other I/O modules call through the loop, not by importing each
+    # other's functions: a test that patches `loop.sock_connect` sees every caller, as
+    # with asyncio.
+
+    async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[tuple[Any, ...]]: ...
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None: ...
+
+    async def connect_read_pipe(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                                pipe: Any) -> tuple[asyncio.BaseTransport,
+                                                    asyncio.BaseProtocol]: ...
+
+    async def connect_write_pipe(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                                 pipe: Any) -> tuple[asyncio.BaseTransport,
+                                                     asyncio.BaseProtocol]: ...
