@@ -256,6 +256,7 @@ def _ui(stdscr: Any, client: ConsoleClient, hello: dict, ns: argparse.Namespace)
     typed = ""
     message = ""
     ids: list[int] = []
+    pending_cancel: tuple[int, str] = (0, "")   # the task "c" asked about
     while True:
         now = time.monotonic()
         if not paused and now - fetched >= ns.interval:

@@ -15,6 +15,7 @@ import asyncio
 import socket
 from typing import Any, Callable
 
+from ..contract import LoopInternals
 from ..transports.socket import SocketTransport
 from ..transports.tls import TLSProtocol
 from .sockets import _SSLSocket
@@ -46,7 +47,7 @@ def set_reuse_port(sock: socket.socket) -> None:
                          "SO_REUSEPORT defined but not implemented.") from None
 
 
-def socket_transport(loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
+def socket_transport(loop: LoopInternals, sock: socket.socket, protocol: asyncio.BaseProtocol,
                      waiter: asyncio.Future | None, ssl: Any, *, server_side: bool = False,
                      server_hostname: str | None = None,
                      ssl_handshake_timeout: float | None = None,
@@ -67,7 +68,7 @@ def socket_transport(loop: Any, sock: socket.socket, protocol: asyncio.BaseProto
     return SocketTransport(loop, sock, tls, None, extra, server), tls.app_transport
 
 
-async def make_transport(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
+async def make_transport(loop: LoopInternals, sock: socket.socket, protocol_factory: ProtocolFactory,
                          ssl: Any, server_hostname: str | None, *, server_side: bool = False,
                          ssl_handshake_timeout: float | None = None,
                          ssl_shutdown_timeout: float | None = None,

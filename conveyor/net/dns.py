@@ -14,6 +14,8 @@ import socket
 import time
 from typing import Any
 
+from ..contract import LoopInternals
+
 logger = logging.getLogger("asyncio")
 
 #: Whether this Python can make IPv6 sockets; IPv6 literals are recognised only then.
@@ -34,7 +36,7 @@ def _describe_query(host: Any, port: Any, family: int, type: int, proto: int,
     return ", ".join(parts)
 
 
-def _timed_getaddrinfo(loop: Any, host: Any, port: Any, family: int, type: int, proto: int,
+def _timed_getaddrinfo(loop: LoopInternals, host: Any, port: Any, family: int, type: int, proto: int,
                        flags: int) -> list:
     """Debug mode: resolve and log how long it took (runs on the executor thread).
 
@@ -54,22 +56,22 @@ def _timed_getaddrinfo(loop: Any, host: Any, port: Any, family: int, type: int, 
     return infos
 
 
-async def getaddrinfo(loop: Any, host: Any, port: Any, *, family: int = 0, type: int = 0,
+async def getaddrinfo(loop: LoopInternals, host: Any, port: Any, *, family: int = 0, type: int = 0,
                       proto: int = 0, flags: int = 0) -> list:
     """Resolve `host`/`port` like `socket.getaddrinfo`, without blocking the loop."""
-    if loop._debug:
+    if loop.get_debug():
         return await loop.run_in_executor(None, _timed_getaddrinfo, loop, host, port,
                                           family, type, proto, flags)
     return await loop.run_in_executor(None, socket.getaddrinfo, host, port, family, type,
                                       proto, flags)
 
 
-async def getnameinfo(loop: Any, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
+async def getnameinfo(loop: LoopInternals, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
     """Reverse-resolve `sockaddr` like `socket.getnameinfo`, without blocking the loop."""
     return await loop.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
 
-async def resolve(loop: Any, address: tuple, *, family: int = 0, type: int = 0,
+async def resolve(loop: LoopInternals, address: tuple, *, family: int = 0, type: int = 0,
                   proto: int = 0, flags: int = 0) -> list:
     """The getaddrinfo entries for `address` (`(host, port, ...)`), never an empty list.
 

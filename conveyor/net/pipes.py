@@ -10,24 +10,25 @@ import asyncio
 import logging
 from typing import Any
 
+from ..contract import LoopInternals
 from ..transports.pipe import ReadPipeTransport, WritePipeTransport
 
 logger = logging.getLogger("asyncio")
 
 
-async def connect_read_pipe(loop: Any, protocol_factory, pipe: Any
+async def connect_read_pipe(loop: LoopInternals, protocol_factory, pipe: Any
                             ) -> tuple[ReadPipeTransport, asyncio.BaseProtocol]:
     """Read from `pipe` (a file object) through a protocol made by `protocol_factory`."""
     return await _connect(loop, ReadPipeTransport, protocol_factory, pipe)
 
 
-async def connect_write_pipe(loop: Any, protocol_factory, pipe: Any
+async def connect_write_pipe(loop: LoopInternals, protocol_factory, pipe: Any
                              ) -> tuple[WritePipeTransport, asyncio.BaseProtocol]:
     """Write to `pipe` (a file object) through a protocol made by `protocol_factory`."""
     return await _connect(loop, WritePipeTransport, protocol_factory, pipe)
 
 
-async def _connect(loop: Any, transport_class: type, protocol_factory, pipe: Any
+async def _connect(loop: LoopInternals, transport_class: type, protocol_factory, pipe: Any
                    ) -> tuple[Any, asyncio.BaseProtocol]:
     protocol = protocol_factory()
     waiter = loop.create_future()

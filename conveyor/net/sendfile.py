@@ -46,6 +46,7 @@ import os
 import socket
 from typing import Any, Awaitable, Callable
 
+from ..contract import LoopInternals
 from ..transports.socket import SocketTransport
 from ..transports.tls import SSLTransport
 from .sockets import _WOULD_BLOCK, _check_no_transport, _check_socket, _wait_writable
@@ -76,7 +77,7 @@ def _check_args(file: Any, offset: Any, count: Any,
 
 # ------------------------------------------------------------------------------ sockets
 
-async def sock_sendfile(loop: Any, sock: socket.socket, file: Any, offset: int = 0,
+async def sock_sendfile(loop: LoopInternals, sock: socket.socket, file: Any, offset: int = 0,
                         count: int | None = None, *, fallback: bool = True) -> int:
     """Send `file` (from `offset`, `count` bytes or to its end) over `sock`; bytes sent."""
     _check_socket(loop, sock)
@@ -91,7 +92,7 @@ async def sock_sendfile(loop: Any, sock: socket.socket, file: Any, offset: int =
                               lambda block: loop.sock_sendall(sock, block))
 
 
-async def _send_native(loop: Any, sock: socket.socket, file: Any, offset: int,
+async def _send_native(loop: LoopInternals, sock: socket.socket, file: Any, offset: int,
                        count: int | None) -> int:
     """os.sendfile until `count` bytes or the end of the file; the loop waits for room."""
     if not hasattr(os, "sendfile"):
@@ -137,7 +138,7 @@ def _set_done(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-async def _send_blocks(loop: Any, file: Any, offset: int, count: int | None,
+async def _send_blocks(loop: LoopInternals, file: Any, offset: int, count: int | None,
                        send: Callable[[memoryview], Awaitable[Any]]) -> int:
     """The fallback: read blocks on the executor and `await send(block)` each one."""
     if offset:
@@ -171,7 +172,7 @@ def _takes_fallback(transport: Any) -> bool:
         getattr(transport, "_sendfile_compatible", None))
 
 
-async def sendfile(loop: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
+async def sendfile(loop: LoopInternals, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
                    count: int | None = None, *, fallback: bool = True) -> int:
     """Send `file` over `transport` (from `offset`, `count` bytes or to its end); bytes sent."""
     if transport.is_closing():
@@ -201,7 +202,7 @@ async def sendfile(loop: Any, transport: asyncio.WriteTransport, file: Any, offs
         gate.restore()
 
 
-async def _transport_native(loop: Any, transport: SocketTransport, file: Any, offset: int,
+async def _transport_native(loop: LoopInternals, transport: SocketTransport, file: Any, offset: int,
                             count: int | None) -> int:
     """The socket's own sendfile, once what the transport buffered is out; the transport
     lends its socket for the call (reading paused, writes refused meanwhile)."""
@@ -227,7 +228,7 @@ class _DrainingProtocol(asyncio.Protocol):
     """Stands in for the application's protocol during the fallback: it receives the
     transport's pause/resume_writing, so each block waits until the buffer has room."""
 
-    def __init__(self, loop: Any, transport: Any) -> None:
+    def __init__(self, loop: LoopInternals, transport: Any) -> None:
         self._loop = loop
         self._transport = transport
         self._app = transport.get_protocol()

@@ -26,6 +26,7 @@ import socket
 import sys
 from typing import Any, Callable
 
+from ..contract import LoopInternals
 from ..transport_socket import TransportSocket
 from ..transports.socket import SocketTransport
 from .common import (ProtocolFactory, check_ssl_socket, check_ssl_timeouts, set_reuse_port,
@@ -43,7 +44,7 @@ _WAIT_FOR_CONNECTIONS = sys.version_info >= (3, 12)
 class Server(asyncio.AbstractServer):
     """Listening sockets, the connections accepted on them, and their lifecycle."""
 
-    def __init__(self, loop: Any, sockets: list[socket.socket],
+    def __init__(self, loop: LoopInternals, sockets: list[socket.socket],
                  protocol_factory: Callable[[], asyncio.BaseProtocol], ssl_context: Any,
                  backlog: int, ssl_handshake_timeout: float | None = None,
                  ssl_shutdown_timeout: float | None = None,
@@ -270,7 +271,7 @@ class Server(asyncio.AbstractServer):
 
 
 async def create_server(
-        loop: Any, protocol_factory: ProtocolFactory, host: Any = None,
+        loop: LoopInternals, protocol_factory: ProtocolFactory, host: Any = None,
         port: int | str | None = None, *, family: int = socket.AF_UNSPEC,
         flags: int = socket.AI_PASSIVE, sock: socket.socket | None = None, backlog: int = 100,
         ssl: Any = None, reuse_address: bool | None = None, reuse_port: bool | None = None,

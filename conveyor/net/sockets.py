@@ -41,7 +41,7 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
-def _check_socket(loop: Any, sock: Any) -> None:
+def _check_socket(loop: LoopInternals, sock: Any) -> None:
     """asyncio's refusals: SSL sockets (their data is not the wire's) and blocking sockets.
 
     The standard loop checks blocking mode only in debug mode; here it is always checked,
@@ -53,7 +53,7 @@ def _check_socket(loop: Any, sock: Any) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
-def _check_no_transport(loop: Any, fd: int) -> None:
+def _check_no_transport(loop: LoopInternals, fd: int) -> None:
     transport = loop._transports.get(fd)
     if transport is not None and not transport.is_closing():
         raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
@@ -107,7 +107,7 @@ async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: A
             loop._park_reader(fd, handle)
 
 
-async def _wait_writable(loop: Any, sock: Any, callback: Any, *args: Any) -> Any:
+async def _wait_writable(loop: LoopInternals, sock: Any, callback: Any, *args: Any) -> Any:
     """Run `callback(fut, *args)` each time `sock` is writable until it completes `fut`."""
     fd = sock.fileno()
     _check_no_transport(loop, fd)
@@ -144,7 +144,7 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
 
 # ----------------------------------------------------------------------------- receive
 
-async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
+async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
     """Receive up to `n` bytes from `sock` (at most 64 KiB per call on a stream)."""
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
@@ -157,7 +157,7 @@ async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
     return await _wait_readable(loop, sock, _retry, sock, "recv", n)
 
 
-async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
+async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> int:
     """Receive into the writable buffer `buf`; return the number of bytes received."""
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
@@ -168,7 +168,7 @@ async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
     return await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
 
 
-async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+async def sock_recvfrom(loop: LoopInternals, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
     """Receive a datagram of up to `bufsize` bytes; return `(data, address)`."""
     _check_socket(loop, sock)
     try:
@@ -178,7 +178,7 @@ async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[b
     return await _wait_readable(loop, sock, _retry, sock, "recvfrom", bufsize)
 
 
-async def sock_recvfrom_into(loop: Any, sock: socket.socket, buf: Any,
+async def sock_recvfrom_into(loop: LoopInternals, sock: socket.socket, buf: Any,
                              nbytes: int = 0) -> tuple[int, Any]:
     """Receive a datagram into `buf` (at most `nbytes`, 0 = all of it); `(n, address)`."""
     _check_socket(loop, sock)
@@ -193,7 +193,7 @@ async def sock_recvfrom_into(loop: Any, sock: socket.socket, buf: Any,
 
 # -------------------------------------------------------------------------------- send
 
-async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
+async def sock_sendall(loop: LoopInternals, sock: socket.socket, data: Any) -> None:
     """Send all of `data`; return None once the kernel has taken every byte.
 
     If cancelled part-way, an unknown prefix of `data` has been sent (as with asyncio); the
@@ -237,7 +237,7 @@ def _sendall_ready(fut: asyncio.Future, sock: socket.socket, view: memoryview,
         progress[0] = start
 
 
-async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -> int:
+async def sock_sendto(loop: LoopInternals, sock: socket.socket, data: Any, address: Any) -> int:
     """Send one datagram to `address`; return the number of bytes sent."""
     _check_socket(loop, sock)
     try:
@@ -249,7 +249,7 @@ async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -
 
 # ---------------------------------------------------------------------- connect, accept
 
-async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
+async def sock_connect(loop: LoopInternals, sock: socket.socket, address: Any) -> None:
     """Connect `sock` to `address`, resolving a host name first only if it is not numeric."""
     _check_socket(loop, sock)
     if sock.family in _INET_FAMILIES:
@@ -283,7 +283,7 @@ def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> No
         fut.set_result(None)
 
 
-async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
+async def sock_accept(loop: LoopInternals, sock: socket.socket) -> tuple[socket.socket, Any]:
     """Accept a connection; return `(conn, address)` with `conn` already non-blocking."""
     _check_socket(loop, sock)
     try:

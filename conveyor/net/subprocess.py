@@ -15,6 +15,7 @@ import subprocess
 import weakref
 from typing import Any
 
+from ..contract import LoopInternals
 from ..transports.subprocess import PIPE, SubprocessTransport
 
 
@@ -27,7 +28,7 @@ _spawners: "weakref.WeakKeyDictionary[Any, concurrent.futures.ThreadPoolExecutor
     weakref.WeakKeyDictionary())
 
 
-def _spawner(loop: Any) -> concurrent.futures.ThreadPoolExecutor:
+def _spawner(loop: LoopInternals) -> concurrent.futures.ThreadPoolExecutor:
     """The loop's spawning threads, made on first use and shut down when it closes."""
     executor = _spawners.get(loop)
     if executor is None:
@@ -76,7 +77,7 @@ async def _finish(fut: asyncio.Future) -> None:
             break
 
 
-async def _undo_spawn(loop: Any, spawning: asyncio.Future) -> None:
+async def _undo_spawn(loop: LoopInternals, spawning: asyncio.Future) -> None:
     """The caller was cancelled while its child was being spawned: once the spawn is over,
     kill and reap that child, as asyncio does with a child whose start was cancelled."""
     await _finish(spawning)
@@ -87,7 +88,7 @@ async def _undo_spawn(loop: Any, spawning: asyncio.Future) -> None:
     await _finish(discarding)
 
 
-async def _start(loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
+async def _start(loop: LoopInternals, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
                  stdin: Any, stdout: Any, stderr: Any, bufsize: int,
                  **popen_kwargs: Any) -> SubprocessTransport:
     loop._check_closed()  # before spawning: a closed loop could never reap the child
@@ -149,7 +150,7 @@ def _check_args(shell: Any, expected_shell: bool, universal_newlines: bool, bufs
         raise ValueError("errors must be None")
 
 
-async def subprocess_exec(loop: Any, protocol_factory, program: Any, *args: Any,
+async def subprocess_exec(loop: LoopInternals, protocol_factory, program: Any, *args: Any,
                           stdin: Any = PIPE, stdout: Any = PIPE, stderr: Any = PIPE,
                           universal_newlines: bool = False, shell: bool = False,
                           bufsize: int = 0, encoding: Any = None, errors: Any = None,
@@ -163,7 +164,7 @@ async def subprocess_exec(loop: Any, protocol_factory, program: Any, *args: Any,
     return transport, protocol
 
 
-async def subprocess_shell(loop: Any, protocol_factory, cmd: str | bytes, *,
+async def subprocess_shell(loop: LoopInternals, protocol_factory, cmd: str | bytes, *,
                            stdin: Any = PIPE, stdout: Any = PIPE, stderr: Any = PIPE,
                            universal_newlines: bool = False, shell: bool = True,
                            bufsize: int = 0, encoding: Any = None, errors: Any = None,

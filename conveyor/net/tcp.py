@@ -15,6 +15,7 @@ import itertools
 import socket
 from typing import Any
 
+from ..contract import LoopInternals
 from .common import ProtocolFactory, check_ssl_socket, check_ssl_timeouts, make_transport
 from .dns import resolve
 
@@ -34,7 +35,7 @@ def _interleave(infos: list, first_family_count: int = 1) -> list:
     return result
 
 
-async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
+async def _connect_one(loop: LoopInternals, info: tuple, local_infos: list | None,
                        errors: list) -> socket.socket:
     """One attempt of create_connection; failures are appended to `errors` and re-raised.
 
@@ -79,7 +80,7 @@ async def _connect_one(loop: Any, info: tuple, local_infos: list | None,
         errors = bind_errors = None
 
 
-async def _race(loop: Any, infos: list, local_infos: list | None, delay: float,
+async def _race(loop: LoopInternals, infos: list, local_infos: list | None, delay: float,
                 errors: list) -> socket.socket | None:
     """Happy Eyeballs: staggered attempts, first connected socket wins, the rest are closed."""
     remaining = iter(infos)
@@ -137,7 +138,7 @@ def _connection_error(errors: list, all_errors: bool) -> BaseException:
 
 
 async def create_connection(
-        loop: Any, protocol_factory: ProtocolFactory, host: str | None = None,
+        loop: LoopInternals, protocol_factory: ProtocolFactory, host: str | None = None,
         port: int | str | None = None, *, ssl: Any = None, family: int = 0, proto: int = 0,
         flags: int = 0, sock: socket.socket | None = None, local_addr: tuple | None = None,
         server_hostname: str | None = None, ssl_handshake_timeout: float | None = None,
@@ -202,7 +203,7 @@ async def create_connection(
 
 
 async def connect_accepted_socket(
-        loop: Any, protocol_factory: ProtocolFactory, sock: socket.socket, *, ssl: Any = None,
+        loop: LoopInternals, protocol_factory: ProtocolFactory, sock: socket.socket, *, ssl: Any = None,
         ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Wrap a socket accepted elsewhere (server side of TLS when `ssl` is given)."""

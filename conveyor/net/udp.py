@@ -19,6 +19,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
+from ..contract import LoopInternals
 from ..transports.datagram import DatagramTransport
 from .common import set_reuse_port
 from .dns import resolve
@@ -43,7 +44,7 @@ def _check_given_socket(sock: socket.socket, options: dict[str, Any]) -> None:
                          f"when sock is specified. ({problems})")
 
 
-async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: int,
+async def _address_pairs(loop: LoopInternals, local_addr: Any, remote_addr: Any, family: int,
                          proto: int, flags: int) -> list[tuple[tuple[int, int], list]]:
     """[((family, proto), [local sockaddr, remote sockaddr]), ...] to try in order.
 
@@ -69,7 +70,7 @@ async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: i
     return pairs
 
 
-async def _open_socket(loop: Any, pairs: Any, local_addr: Any, remote_addr: Any,
+async def _open_socket(loop: LoopInternals, pairs: Any, local_addr: Any, remote_addr: Any,
                        reuse_port: Any, allow_broadcast: Any) -> tuple[socket.socket, Any]:
     """The first (family, proto) pair that binds and connects; else the first error."""
     errors: list[OSError] = []
@@ -104,7 +105,7 @@ async def _open_socket(loop: Any, pairs: Any, local_addr: Any, remote_addr: Any,
         errors = []  # break the traceback cycle
 
 
-async def create_datagram_endpoint(loop: Any, protocol_factory: Callable[[], Any],
+async def create_datagram_endpoint(loop: LoopInternals, protocol_factory: Callable[[], Any],
                                    local_addr: Any = None, remote_addr: Any = None, *,
                                    family: int = 0, proto: int = 0, flags: int = 0,
                                    reuse_address: Any = _UNSET, reuse_port: bool | None = None,

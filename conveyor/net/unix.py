@@ -17,6 +17,7 @@ import stat
 import sys
 from typing import Any
 
+from ..contract import LoopInternals
 from .common import ProtocolFactory, check_ssl_timeouts, make_transport
 from .server import Server
 
@@ -28,7 +29,7 @@ _UNIX_CLEANUP_DEFAULT = sys.version_info >= (3, 13)
 
 
 async def create_unix_connection(
-        loop: Any, protocol_factory: ProtocolFactory, path: str | bytes | os.PathLike | None = None,
+        loop: LoopInternals, protocol_factory: ProtocolFactory, path: str | bytes | os.PathLike | None = None,
         *, ssl: Any = None, sock: socket.socket | None = None,
         server_hostname: str | None = None, ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None,
@@ -69,7 +70,7 @@ async def create_unix_connection(
 
 
 async def create_unix_server(
-        loop: Any, protocol_factory: ProtocolFactory,
+        loop: LoopInternals, protocol_factory: ProtocolFactory,
         path: str | bytes | os.PathLike | None = None, *, sock: socket.socket | None = None,
         backlog: int = 100, ssl: Any = None, ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None, start_serving: bool = True,

@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("conveyor.observe.otel needs OpenTelemetry: "
                       "pip install 'conveyor[otel]'") from exc
 
+from ..contract import LoopInternals
 from .. import __version__
 from ..core import on_new_loop
 from .hooks import add_instrument, instruments, remove_instrument
@@ -199,7 +200,7 @@ class _Probe(Heartbeat):
     lateness goes to the histogram, a slow callback becomes a span.
     """
 
-    def __init__(self, telemetry: "LoopTelemetry", loop: Any) -> None:
+    def __init__(self, telemetry: "LoopTelemetry", loop: LoopInternals) -> None:
         super().__init__(None, loop)
         self.telemetry = telemetry
         self.stats = LoopStats(loop)
@@ -400,7 +401,7 @@ class LoopTelemetry:
 
     # ------------------------------------------------------------ attaching
 
-    def attach(self, loop: Any) -> None:
+    def attach(self, loop: LoopInternals) -> None:
         """Measure ``loop`` (a conveyor EventLoop) from now on."""
         _require_conveyor(loop)
         if self.closed:
@@ -416,7 +417,7 @@ class LoopTelemetry:
         self._instruments.add(probe)
         _on_loop_thread(loop, probe.install)
 
-    def detach(self, loop: Any) -> None:
+    def detach(self, loop: LoopInternals) -> None:
         """Stop measuring ``loop``; a stall it is in now is reported as seen so far."""
         with self._lock:
             probe = self._probes.pop(loop, None)
@@ -534,7 +535,7 @@ class LoopTelemetry:
         span.end(end_time=_epoch_ns(end, now, now_ns))
 
 
-def _require_conveyor(loop: Any) -> None:
+def _require_conveyor(loop: LoopInternals) -> None:
     """TypeError unless ``loop`` has conveyor's instrument interface (the rule is hooks'.)"""
     try:
         instruments(loop)
@@ -543,7 +544,7 @@ def _require_conveyor(loop: Any) -> None:
                         f"interface, which other loops lack: {exc}") from None
 
 
-def _on_loop_thread(loop: Any, func: Callable[[], None]) -> None:
+def _on_loop_thread(loop: LoopInternals, func: Callable[[], None]) -> None:
     """Run ``func`` on ``loop``'s thread: instruments are installed and removed there while
     the loop runs (the live console does the same), directly otherwise."""
     try:
@@ -561,7 +562,7 @@ def _on_loop_thread(loop: Any, func: Callable[[], None]) -> None:
 
 # ---------------------------------------------------------------- entry point
 
-def instrument(loop: Any = None, *, meter_provider: Any = None, tracer_provider: Any = None,
+def instrument(loop: LoopInternals = None, *, meter_provider: Any = None, tracer_provider: Any = None,
                slow_callback: float | None = 0.1, stall: float | None = 0.1,
                interval: float | None = None) -> LoopTelemetry:
     """Report conveyor loop metrics and slow-callback / stall spans to OpenTelemetry.

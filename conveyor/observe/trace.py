@@ -32,6 +32,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from ..contract import LoopInternals
 from ..core import on_new_loop
 from .hooks import add_instrument, open_loops, remove_instrument
 from .trace_events import DEFAULT_SLOW
@@ -77,7 +78,7 @@ class Tracer:
 
     # ------------------------------------------------------------ attaching
 
-    def attach(self, loop: Any) -> None:
+    def attach(self, loop: LoopInternals) -> None:
         """Start recording ``loop`` (a conveyor EventLoop)."""
         if loop in self._recorders:
             return
@@ -87,7 +88,7 @@ class Tracer:
         self._recorders[loop] = recorder
         add_instrument(recorder, loop)
 
-    def detach(self, loop: Any) -> None:
+    def detach(self, loop: LoopInternals) -> None:
         recorder = self._recorders.pop(loop, None)
         if recorder is not None:
             remove_instrument(recorder, loop)

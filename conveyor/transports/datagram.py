@@ -21,6 +21,7 @@ import socket
 import sys
 from typing import Any
 
+from ..contract import LoopInternals
 from .base import FdTransport
 
 #: One UDP datagram never exceeds 64 KiB, so one recvfrom of this size reads any of them.
@@ -46,7 +47,7 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
 
     __slots__ = ("_sock", "_address", "_send_connected", "_read_buffer")
 
-    def __init__(self, loop: Any, sock: socket.socket, protocol: asyncio.BaseProtocol,
+    def __init__(self, loop: LoopInternals, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  address: Any = None, waiter: asyncio.Future | None = None,
                  extra: dict | None = None) -> None:
         super().__init__(extra)

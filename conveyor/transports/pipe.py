@@ -25,6 +25,7 @@ import os
 import stat
 from typing import Any
 
+from ..contract import LoopInternals
 from .base import FdTransport
 from .stream import FdSink, StreamTransport
 
@@ -50,7 +51,7 @@ class _PipeFile:
 
     _file_attr = "_pipe"
 
-    def _init_pipe(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol) -> int:
+    def _init_pipe(self, loop: LoopInternals, pipe: Any, protocol: asyncio.BaseProtocol) -> int:
         """Check and adopt `pipe` (its fd made non-blocking); the fd."""
         self._pipe = None  # until the fd has passed the checks: __del__ has nothing to close
         self._extra["pipe"] = pipe
@@ -69,7 +70,7 @@ class ReadPipeTransport(_PipeFile, FdTransport):
 
     __slots__ = ("_pipe",)
 
-    def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
+    def __init__(self, loop: LoopInternals, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
         self._init_pipe(loop, pipe, protocol)
@@ -115,7 +116,7 @@ class WritePipeTransport(_PipeFile, StreamTransport):
     pause_reading = asyncio.ReadTransport.pause_reading
     resume_reading = asyncio.ReadTransport.resume_reading
 
-    def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
+    def __init__(self, loop: LoopInternals, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
         fd = self._init_pipe(loop, pipe, protocol)

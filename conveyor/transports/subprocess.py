@@ -31,6 +31,7 @@ import warnings
 from collections import deque
 from typing import Any
 
+from ..contract import LoopInternals
 from ..childwatch import ChildWatch
 
 logger = logging.getLogger("asyncio")
@@ -77,7 +78,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     _closed = True  # until Popen has succeeded: __del__ has nothing to warn about
     _pid: int | None = None
 
-    def __init__(self, loop: Any, protocol: asyncio.SubprocessProtocol,
+    def __init__(self, loop: LoopInternals, protocol: asyncio.SubprocessProtocol,
                  proc: subprocess.Popen, stdin: Any, stdout: Any, stderr: Any,
                  extra: dict | None = None) -> None:
         """Take charge of `proc`, a child just spawned (off the loop thread, see
