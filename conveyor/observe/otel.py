@@ -36,7 +36,6 @@ stall ends: configure the tracer provider with a batching span processor (the SD
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import math
@@ -58,6 +57,7 @@ from ..contract import LoopInternals
 from .. import __version__
 from ..core import on_new_loop
 from .hooks import add_instrument, instruments, remove_instrument
+from .sites import callback_site, coroutine_name
 from .stats import BUCKETS, LoopStats, Snapshot
 from .taskstats import where_suspended
 from .watchdog import Heartbeat, Stall, capture_stall
@@ -310,38 +310,18 @@ class _Probe(Heartbeat):
 # ---------------------------------------------------------------- spans
 
 def _callback_code(handle: Any, task: asyncio.Task | None) -> tuple[str, dict[str, Any]]:
-    """(what ran, its ``code.*`` attributes): a task step is named by the task's coroutine,
-    at the line it is suspended at now (where it finished: its first line); any other
-    callback by its function, at its first line."""
-    if task is not None:
-        coro = task.get_coro()
-        name = _coroutine_name(coro)
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        line = frame.f_lineno if frame is not None else \
-            code.co_firstlineno if code is not None else None
-    else:
-        func = handle._callback
-        while isinstance(func, functools.partial):
-            func = func.func
-        func = getattr(func, "__func__", func)  # a bound method: its function
-        name = getattr(func, "__qualname__", None) or repr(func)
-        code = getattr(func, "__code__", None)
-        line = code.co_firstlineno if code is not None else None
-    attributes: dict[str, Any] = {"code.function.name": name}
-    if code is not None:
-        attributes["code.file.path"] = code.co_filename
-        attributes["code.line.number"] = line
-    return name, attributes
-
-
-def _coroutine_name(coro: Any) -> str:
-    return getattr(coro, "__qualname__", None) or type(coro).__qualname__
+    """(what ran, its ``code.*`` attributes), from the site every instrument names."""
+    site = callback_site(handle, task)
+    attributes: dict[str, Any] = {"code.function.name": site.name}
+    if site.filename:
+        attributes["code.file.path"] = site.filename
+        attributes["code.line.number"] = site.lineno
+    return site.name, attributes
 
 
 def _task_attributes(task: asyncio.Task) -> dict[str, Any]:
     return {"conveyor.task.name": task.get_name(),
-            "conveyor.task.coroutine": _coroutine_name(task.get_coro())}
+            "conveyor.task.coroutine": coroutine_name(task.get_coro())}
 
 
 def _format_stack(stack: list[traceback.FrameSummary]) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..contract import LoopInternals
 from .hooks import Instrument, add_instrument, instruments, remove_instrument
+from .sites import callback_site
 
 __all__ = ["LoopStats", "Histogram", "Snapshot", "SlowCallback", "collect_stats",
            "loop_stats"]
@@ -141,28 +142,6 @@ class Snapshot:
         return "\n".join(lines)
 
 
-def _callback_site(handle: Any, task: asyncio.Task | None) -> tuple[str, str]:
-    """(what ran, "file:line") for the slowest-callbacks table; only called for slow ones."""
-    if task is not None:
-        coro = task.get_coro()
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        name = getattr(coro, "__qualname__", type(coro).__name__)
-        if frame is not None:
-            return name, f"{frame.f_code.co_filename}:{frame.f_lineno}"
-        if code is not None:
-            return name, f"{code.co_filename}:{code.co_firstlineno}"
-        return name, ""
-    callback = handle._callback
-    func = getattr(callback, "__func__", callback)
-    func = getattr(func, "func", func)  # functools.partial
-    code = getattr(func, "__code__", None)
-    name = getattr(func, "__qualname__", None) or repr(func)
-    if code is not None:
-        return name, f"{code.co_filename}:{code.co_firstlineno}"
-    return name, ""
-
-
 class LoopStats(Instrument):
     """The counting instrument. Install with `collect_stats`."""
 
@@ -216,7 +195,8 @@ class LoopStats(Instrument):
                 self.timer_lag.add(start - when)
         slowest = self._slowest
         if len(slowest) < self.keep_slowest or took > slowest[0][0]:
-            name, source = _callback_site(handle, task)
+            site = callback_site(handle, task)
+            name, source = site.name, site.where()
             entry = SlowCallback(took, name, source,
                                  task.get_name() if task is not None else None)
             item = (took, next(self._tie), entry)

@@ -79,12 +79,9 @@ def where_suspended(task: asyncio.Task) -> str:
         inner = f"{filename}:{frame.f_lineno}"
         if not filename.startswith(_ASYNCIO_DIR):
             where = inner
-        nxt = getattr(awaitable, "cr_await", None)
-        if nxt is None:
-            nxt = getattr(awaitable, "gi_yieldfrom", None)
-        if nxt is None:
+        awaitable = next_awaitable(awaitable)
+        if awaitable is None:
             break
-        awaitable = nxt
     return where or inner
 
 

@@ -10,12 +10,12 @@ recorder needs no ``before_callback`` hook at all.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from .hooks import Instrument, peek_exception
+from .sites import coroutine_name, coroutine_where, function_of
 from .trace_events import (CALLBACK, ITERATION, POLL, STEP, TASK_CREATED, TASK_DONE,
                            TASK_NAMED, TIMER)
 
@@ -30,27 +30,11 @@ _TimerHandle = asyncio.TimerHandle
 
 def site_key(callback: Any) -> Any:
     """A cheap, long-lived key naming a callback's code: its code object, or a string."""
-    func = getattr(callback, "__func__", callback)
+    func = function_of(callback)
     code = getattr(func, "__code__", None)
     if code is not None:
         return code
-    if isinstance(func, functools.partial):
-        return site_key(func.func)
     return getattr(func, "__qualname__", None) or type(func).__qualname__
-
-
-def _coro_where(task: asyncio.Task) -> str:
-    """Where a task's coroutine is suspended now ("file:line"), or "" if it is finished."""
-    coro = task.get_coro()
-    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-    if frame is None:
-        return ""
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-
-
-def _coro_name(task: asyncio.Task) -> str:
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
 def _outcome(task: asyncio.Task) -> str:
@@ -93,7 +77,7 @@ class Recorder(Instrument):
             serial = self._tracer._new_serial()
             self._remember(task, serial)
             self._append((TASK_CREATED, self._loop_number, now, serial, task.get_name(),
-                          _coro_name(task), None, True))  # TaskCreated
+                          coroutine_name(task.get_coro()), None, True))  # TaskCreated
             return serial
         return found[0]
 
@@ -126,7 +110,7 @@ class Recorder(Instrument):
             found = self._serials.get(id(task))
             serial = found[0] if found is not None else self._serial(task, end)
             self._append((STEP, self._loop_number, end - took, took, serial,
-                          _coro_where(task) if took >= self._slow else None))  # Step
+                          coroutine_where(task.get_coro()).where() if took >= self._slow else None))  # Step
             return
         callback = handle._callback
         code = getattr(getattr(callback, "__func__", callback), "__code__", None)
@@ -155,7 +139,7 @@ class Recorder(Instrument):
         if current is not None:
             parent = self._serial(current, now)
         self._append((TASK_CREATED, self._loop_number, now, serial, task.get_name(),
-                      _coro_name(task), parent, False))  # TaskCreated
+                      coroutine_name(task.get_coro()), parent, False))  # TaskCreated
 
     def task_done(self, task: asyncio.Task) -> None:
         now = _clock()

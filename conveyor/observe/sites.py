@@ -1,0 +1,63 @@
+"""What ran, and where: the one place observe names a callback or a task step.
+
+Statistics, the tracer, the OpenTelemetry export and the console all report slow callbacks
+and task steps; a reader must see the same name and line in each of them. A task step is
+named by the task's coroutine at the line it is suspended at now (its first line once it
+has finished, since a finished coroutine has no frame); any other callback by its function
+(through functools.partial and bound methods) at its first line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, NamedTuple
+
+__all__ = ["Site", "callback_site", "coroutine_name", "coroutine_where", "function_of"]
+
+
+class Site(NamedTuple):
+    """A callback's or a task step's name and source position ("" and 0 when unknown)."""
+
+    name: str
+    filename: str
+    lineno: int
+
+    def where(self) -> str:
+        """"file:line", or "" when the position is unknown."""
+        return f"{self.filename}:{self.lineno}" if self.filename else ""
+
+
+def function_of(callback: Any) -> Any:
+    """The plain function behind a callback: partials unwrapped, bound methods' functions."""
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    return getattr(callback, "__func__", callback)
+
+
+def coroutine_name(coro: Any) -> str:
+    return getattr(coro, "__qualname__", None) or type(coro).__qualname__
+
+
+def coroutine_where(coro: Any) -> Site:
+    """Where a coroutine (or generator-based one) is suspended now, else its first line."""
+    name = coroutine_name(coro)
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    if frame is not None:
+        return Site(name, frame.f_code.co_filename, frame.f_lineno)
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    if code is not None:
+        return Site(name, code.co_filename, code.co_firstlineno)
+    return Site(name, "", 0)
+
+
+def callback_site(handle: Any, task: asyncio.Task | None) -> Site:
+    """The site of what a handle ran: the task's step when it ran one, else its callback."""
+    if task is not None:
+        return coroutine_where(task.get_coro())
+    func = function_of(handle._callback)
+    name = getattr(func, "__qualname__", None) or repr(func)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return Site(name, "", 0)
+    return Site(name, code.co_filename, code.co_firstlineno)
