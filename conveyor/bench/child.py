@@ -1,6 +1,7 @@
 """One measurement, in a process of its own.
 
-The harness starts ``python -m conveyor.bench.child SUITE WORKLOAD LOOP [--quick]`` once per
+The harness starts ``python -m conveyor.bench.child SUITE WORKLOAD LOOP [--quick] [--set JSON]``
+(``--set``: parameter overrides, such as the command line's ``--duration``) once per
 (workload, loop, repetition), so no loop inherits another's imports, caches, heap or
 garbage. The child builds the loop, runs the workload once, and prints one line
 ``RESULT_MARKER {json}`` on stdout; anything else the workload prints is ignored. Failures
@@ -13,31 +14,51 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import loops, registry
 
-__all__ = ["RESULT_MARKER", "measure", "main"]
+__all__ = ["RESULT_MARKER", "measure", "main", "conveyor_env"]
 
 RESULT_MARKER = "@conveyor-bench-result"
 
 
-def _split(value: Any, elapsed: float) -> tuple[int, float]:
-    """A workload returns ops, or (ops, seconds) when it timed itself."""
+def conveyor_env() -> dict[str, str]:
+    """The environment for a process that must import this very copy of conveyor.
+
+    The bench's children (servers under any interpreter ``--python`` names, the Python load
+    generator) put this package's parent directory first on ``PYTHONPATH``, so they measure
+    the conveyor that launched them, not whichever one their site-packages holds.
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = root if not path else root + os.pathsep + path
+    return env
+
+
+def _split(value: Any, elapsed: float) -> registry.Measured:
+    """A workload returns ops, (ops, seconds) when it timed itself, or a Measured."""
+    if isinstance(value, registry.Measured):
+        return value
     if isinstance(value, tuple):
         ops, seconds = value
-        return int(ops), float(seconds)
+        return registry.Measured(int(ops), float(seconds))
     if not isinstance(value, int):
-        raise TypeError(f"a workload must return an int or (ops, seconds), not {value!r}")
-    return value, elapsed
+        raise TypeError("a workload must return an int, (ops, seconds) or a Measured, "
+                        f"not {value!r}")
+    return registry.Measured(value, elapsed)
 
 
-def measure(workload: registry.Workload, loop_name: str, quick: bool) -> dict[str, Any]:
+def measure(workload: registry.Workload, loop_name: str, quick: bool,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``workload`` once under ``loop_name`` and return what was measured."""
     make_loop = loops.factory(loop_name)
-    args = workload.arguments(quick)
+    args = workload.arguments(quick, overrides)
     loop_type = ""
 
     if workload.is_async:
@@ -62,10 +83,21 @@ def measure(workload: registry.Workload, loop_name: str, quick: bool) -> dict[st
         finally:
             loop.close()
 
-    ops, seconds = _split(value, elapsed)
-    if seconds <= 0:
-        raise ValueError(f"workload {workload.name!r} reported {seconds} s")
-    return {"ops": ops, "seconds": seconds, "rate": ops / seconds, "loop_type": loop_type}
+    measured = _split(value, elapsed)
+    if measured.seconds <= 0:
+        raise ValueError(f"workload {workload.name!r} reported {measured.seconds} s")
+    return {**result_of(measured), "loop_type": loop_type}
+
+
+def result_of(measured: registry.Measured) -> dict[str, Any]:
+    """One run's figures as the harness keeps them (the CPU figures only when known)."""
+    result = {"ops": measured.ops, "seconds": measured.seconds,
+              "rate": measured.ops / measured.seconds}
+    if measured.cpu is not None:
+        result["cpu"] = measured.cpu
+    if measured.client_cpu is not None:
+        result["client_cpu"] = measured.client_cpu
+    return result
 
 
 def _describe(loop: asyncio.AbstractEventLoop) -> str:
@@ -79,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workload")
     parser.add_argument("loop", choices=loops.LOOP_NAMES)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--set", type=json.loads, default={}, metavar="JSON")
     ns = parser.parse_args(argv)
 
     workloads = {w.name: w for w in registry.load_suite(ns.suite)}
-    result = measure(workloads[ns.workload], ns.loop, ns.quick)
+    result = measure(workloads[ns.workload], ns.loop, ns.quick, ns.set)
     sys.stdout.flush()
     print(RESULT_MARKER, json.dumps(result), flush=True)
     return 0
