@@ -6,6 +6,14 @@ The harness starts ``python -m conveyor.bench.child SUITE WORKLOAD LOOP [--quick
 garbage. The child builds the loop, runs the workload once, and prints one line
 ``RESULT_MARKER {json}`` on stdout; anything else the workload prints is ignored. Failures
 exit non-zero with the traceback on stderr, which the harness reports.
+
+A child that measures asyncio or uvloop does not run ``conveyor/__init__.py``
+(:func:`command`): importing all of conveyor would change the process it measures. It is
+not only time and memory: the allocations and frees of a large import move glibc's dynamic
+mmap threshold, and that decides whether stock asyncio's ``recv(256 KiB)`` per read maps
+and unmaps memory each time. On 1 KiB echo that is 3x in asyncio's rate (about 23 µs of
+server CPU per message in a plain asyncio program, 8 µs after ``import conveyor``), so an
+asyncio child that imported conveyor would measure a program nobody runs.
 """
 
 from __future__ import annotations
@@ -22,9 +30,33 @@ from typing import Any
 
 from . import loops, registry
 
-__all__ = ["RESULT_MARKER", "measure", "main", "conveyor_env"]
+__all__ = ["RESULT_MARKER", "measure", "main", "command", "conveyor_env"]
 
 RESULT_MARKER = "@conveyor-bench-result"
+
+#: ``python -c`` program for a child that must not execute conveyor/__init__.py: an empty
+#: package module stands in for ``conveyor`` (its path is argv[1]), so ``conveyor.bench``
+#: and whatever the workload itself imports (``conveyor.files`` for the fs suite) load, and
+#: nothing else of conveyor does.
+_WITHOUT_CONVEYOR = """\
+import sys, types
+package = types.ModuleType("conveyor")
+package.__path__ = [sys.argv.pop(1)]
+sys.modules["conveyor"] = package
+from conveyor.bench.child import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def command(python: str, suite: str, workload: str, loop: str) -> list[str]:
+    """The command line of a child measuring ``suite.workload`` under ``loop``.
+
+    Only a child measuring conveyor imports the conveyor package; see the module docstring.
+    """
+    if loop == "conveyor":
+        return [python, "-m", f"{__package__}.child", suite, workload, loop]
+    package = str(Path(__file__).resolve().parents[1])
+    return [python, "-c", _WITHOUT_CONVEYOR, package, suite, workload, loop]
 
 
 def conveyor_env() -> dict[str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import loadgen
-from .child import RESULT_MARKER, conveyor_env, result_of
+from .child import RESULT_MARKER, command, conveyor_env, result_of
 from .registry import Workload
 
 __all__ = ["CEILING", "Samples", "Row", "run_matrix", "run_child", "run_ceiling", "probe"]
@@ -133,7 +133,7 @@ def run_child(suite: str, workload: str, loop: str, *, quick: bool, timeout: flo
     ``plan`` goes to the child's load generators; ``pin`` puts the child on the plan's
     server core; ``overrides`` replace the workload's parameters of the same names.
     """
-    cmd = [python or sys.executable, "-m", "conveyor.bench.child", suite, workload, loop]
+    cmd = command(python or sys.executable, suite, workload, loop)
     if quick:
         cmd.append("--quick")
     if overrides:

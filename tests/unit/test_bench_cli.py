@@ -178,3 +178,22 @@ def test_without_a_compiler_the_bench_warns_and_uses_the_python_client(tmp_path:
     assert "load from the Python client" in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if line.startswith("workload"))
     assert "ceiling" not in header.split()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "conveyor"])
+def test_only_the_conveyor_child_imports_conveyor(loop: str) -> None:
+    """Importing all of conveyor changes the process (glibc's malloc thresholds, hence the
+    cost of asyncio's 256 KiB reads): a child measuring another loop must not do it."""
+    from conveyor.bench import child
+
+    cmd = child.command(sys.executable, "core", "callbacks", loop) + ["--quick"]
+    cmd.insert(1, "-v")  # logs every module it loads: "import 'name' # <loader>"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=50,
+                          env=child.conveyor_env(), stdin=subprocess.DEVNULL, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert child.RESULT_MARKER in proc.stdout
+    imported = {line.split("'")[1] for line in proc.stderr.splitlines()
+                if line.startswith("import '")}
+    assert "conveyor.bench.core" in imported
+    assert ("conveyor.loop" in imported) == (loop == "conveyor")
