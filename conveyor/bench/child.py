@@ -10,10 +10,9 @@ exit non-zero with the traceback on stderr, which the harness reports.
 A child that measures asyncio or uvloop does not run ``conveyor/__init__.py``
 (:func:`command`): importing all of conveyor would change the process it measures. It is
 not only time and memory: the allocations and frees of a large import move glibc's dynamic
-mmap threshold, and that decides whether stock asyncio's ``recv(256 KiB)`` per read maps
-and unmaps memory each time. On 1 KiB echo that is 3x in asyncio's rate (about 23 µs of
-server CPU per message in a plain asyncio program, 8 µs after ``import conveyor``), so an
-asyncio child that imported conveyor would measure a program nobody runs.
+mmap threshold, and that decides whether stock asyncio's ``recv(256 KiB)`` maps and unmaps
+memory on every read, 3x in asyncio's 1 KiB echo (docs/bench.md has the figures). An
+asyncio child that imported conveyor would measure asyncio inside conveyor's history.
 """
 
 from __future__ import annotations
