@@ -3,7 +3,8 @@
 # CPython >= 3.11 the machine has.
 #
 # - Debian packages: wrk (HTTP load), chromium (renders the trace timeline),
-#   redis-server and postgresql (real servers for the library integration tests).
+#   redis-server and postgresql (real servers for the library integration tests), gcc and
+#   libssl-dev (the bench's C load generator, with TLS, is built and tested).
 # - Python: the package with its test, bench and integration extras, into the default
 #   interpreter ($PYTHON, else python3) and into one venv per other version (.venvs/X.Y.Z).
 # - The version matrix (scripts/pythons.py picks the interpreters): the whole suite once per
@@ -24,7 +25,7 @@ read -r -a TESTS <<<"${CONVEYOR_TESTS:-tests}"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     need=()
-    for pkg in wrk chromium redis-server postgresql; do
+    for pkg in wrk chromium redis-server postgresql gcc libssl-dev; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -2,6 +2,11 @@
 
 Progress goes to stderr, one line per run, so stdout holds only the table and can be
 redirected into a file or a pull-request comment as it is.
+
+Before anything runs, the interpreter the workloads will run under (``--python``, default
+this one) is asked which loops it has, and, when a selected workload is a server, the load
+generator is built and the cores are shared out (:func:`conveyor.bench.loadgen.resolve`);
+anything that falls back is said on stderr.
 """
 
 from __future__ import annotations
@@ -9,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
-from . import harness, loops, registry, report
+from . import harness, loadgen, loops, registry, report
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_REPEAT = 5
+DEFAULT_REPEAT = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
                                               f"{','.join(loops.LOOP_NAMES)} (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and one run: a smoke test, not a measurement")
+    parser.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                        help="measured seconds per run of the workloads that run for a set "
+                             "time (the echo servers, wrk); default: each workload's own")
+    parser.add_argument("--python", metavar="PATH", default=sys.executable,
+                        help="run the workloads under this interpreter (it imports this "
+                             "conveyor; uvloop is used if it has it); default: this one")
+    parser.add_argument("--client", choices=("auto", "python"), default="auto",
+                        help="the load generator for the echo servers: the C client, "
+                             "built on first use (auto, the default, falls back to the "
+                             "Python one without a C compiler), or the Python client")
     parser.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="kill a run that takes longer (default 120)")
@@ -46,6 +62,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -68,6 +91,10 @@ def _print_progress(done: int, total: int, label: str, loop: str,
         detail = f"FAILED: {result['error']}"
     else:
         detail = f"{report.format_rate(result['rate'])} in {result['seconds']:.2f} s"
+        if result.get("cpu") is not None and result["ops"]:
+            detail += f", {result['cpu'] / result['ops'] * 1e6:.3g} µs server CPU each"
+        if result.get("client_cpu") is not None:
+            detail += f", client {result['client_cpu'] / result['seconds']:.0%} busy"
     width = len(str(total))
     print(f"[{done:{width}}/{total}] {label} under {loop}: {detail}", file=sys.stderr,
           flush=True)
@@ -94,13 +121,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{suite}.{w.name:24} {w.unit:12} {w.summary()}")
         return 0
 
+    try:
+        interpreter = harness.probe(ns.python)
+    except RuntimeError as exc:
+        print(f"conveyor bench: --python: {exc}", file=sys.stderr)
+        return 2
     loop_names = []
     for name in ns.loops:
-        reason = loops.unavailable_reason(name)
+        reason = interpreter["loops"].get(name)
         if reason is None:
             loop_names.append(name)
         else:
             notes.append(f"skipped loop {name}: {reason}")
+    plan = None
+    if any(w.served for _, w in pairs):
+        plan = loadgen.resolve(client=ns.client)
+        notes.extend(plan.notes)
     for note in notes:
         print(f"conveyor bench: {note}", file=sys.stderr)
     if not loop_names:
@@ -110,11 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     repeat = ns.repeat if ns.repeat is not None else (1 if ns.quick else DEFAULT_REPEAT)
     rows = harness.run_matrix(pairs, loop_names, repeat=repeat, quick=ns.quick,
                               timeout=ns.timeout,
-                              progress=None if ns.quiet else _print_progress)
+                              progress=None if ns.quiet else _print_progress,
+                              python=ns.python, plan=plan,
+                              overrides={"duration": ns.duration} if ns.duration else None)
 
-    print(report.format_table(rows, loop_names, repeat=repeat, notes=notes), flush=True)
+    python = interpreter["version"]
+    if ns.python != sys.executable:
+        python += f" ({interpreter['executable']})"
+    print(report.format_table(rows, loop_names, repeat=repeat, notes=notes, python=python,
+                              load=plan.describe() if plan else None), flush=True)
     if ns.json:
-        doc = report.to_json(rows, loop_names, repeat=repeat, notes=notes)
+        doc = report.to_json(rows, loop_names, repeat=repeat, notes=notes,
+                             interpreter=interpreter, load=asdict(plan) if plan else None)
         with open(ns.json, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, default=repr)
             fh.write("\n")

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .registry import Workload
+from . import loadgen
+from .registry import Measured, Workload
 
 __all__ = ["WORKLOADS", "keepalive", "idle_connections", "HttpProtocol"]
 
@@ -123,15 +124,22 @@ def run_wrk(port: int, connections: int, duration: float, threads: int = 1) -> d
     cmd = [_wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
            f"http://127.0.0.1:{port}/"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
-                          stdin=subprocess.DEVNULL)
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            loadgen.pin(proc.pid, loadgen.client_cpus())
+            out, err = proc.communicate(timeout=duration + 60)
+        except BaseException:
+            proc.kill()
+            raise
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed: {proc.stderr.strip()[-2000:]}")
-    result = parse_wrk(proc.stdout)
+        raise RuntimeError(f"wrk failed: {err.strip()[-2000:]}")
+    result = parse_wrk(out)
     # wrk's own CPU time over its run: near `threads` (cores fully busy) would mean wrk,
     # not the server, sets the pace; well below it, wrk was waiting for the server.
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["client_cpu_seconds"] = cpu
     result["client_cpu"] = cpu / result["seconds"]
     return result
 
@@ -144,10 +152,11 @@ async def _start_server() -> asyncio.AbstractServer:
 
 
 async def keepalive(connections: int = 50, duration: float = 3, warmup: float = 1,
-                    threads: int = 1) -> tuple[int, float]:
+                    threads: int = 1) -> Measured:
     """HTTP/1.1 keep-alive, httptools protocol, wrk -c 50: requests/s."""
     result = await _keepalive_result(connections, duration, warmup, threads)
-    return int(result["requests"]), result["seconds"]
+    return Measured(int(result["requests"]), result["seconds"], cpu=result["server_cpu"],
+                    client_cpu=result["client_cpu_seconds"])
 
 
 async def _keepalive_result(connections: int, duration: float, warmup: float,
@@ -166,6 +175,7 @@ async def _keepalive_result(connections: int, duration: float, warmup: float,
                                             threads)
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        result["server_cpu"] = cpu
         result["server_cpu_per_request"] = cpu / max(result["requests"], 1)
         return result
     finally:
@@ -203,6 +213,7 @@ async def _idle_result(connections: int) -> dict:
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=root, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
+    loadgen.pin(proc.pid, loadgen.client_cpus())
     try:
         gc.collect()
         before = _rss_bytes()
@@ -234,9 +245,10 @@ _QUICK = {"duration": 1, "warmup": 0, "connections": 10}
 
 WORKLOADS = [
     Workload("keepalive_c50", keepalive, {}, _QUICK, unit="requests/s",
-             doc="HTTP/1.1 keep-alive, httptools protocol, wrk -t1 -c50"),
+             doc="HTTP/1.1 keep-alive, httptools protocol, wrk -t1 -c50", served=True),
     Workload("idle_10k", idle_connections, {}, {"connections": 200}, unit="conns/MiB",
-             doc="10k idle connections: connections per MiB of server RSS (higher is less)"),
+             doc="10k idle connections: connections per MiB of server RSS (higher is less)",
+             served=True),
 ]
 
 

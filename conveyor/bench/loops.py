@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
-from typing import Callable
+import json
+import platform
+import sys
+from typing import Any, Callable
 
-__all__ = ["LOOP_NAMES", "factory", "unavailable_reason"]
+__all__ = ["LOOP_NAMES", "factory", "unavailable_reason", "describe"]
 
 #: Known loops, in the order the table shows them.
 LOOP_NAMES: tuple[str, ...] = ("asyncio", "uvloop", "conveyor")
@@ -49,3 +52,24 @@ def unavailable_reason(name: str) -> str | None:
     except Exception as exc:  # a half-written loop module must not stop the other loops
         return f"{name} failed to import: {exc!r}"
     return None
+
+
+def describe() -> dict[str, Any]:
+    """This interpreter, its conveyor, and why each loop cannot run here (None: it can).
+
+    ``python -m conveyor.bench.loops`` prints it as JSON: the bench asks the interpreter
+    named by ``--python`` this way before running anything under it.
+    """
+    conveyor = importlib.import_module("conveyor")
+    return {
+        "version": platform.python_version(),
+        "sys_version": sys.version,
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "conveyor": conveyor.__file__,
+        "loops": {name: unavailable_reason(name) for name in LOOP_NAMES},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe()))

@@ -39,6 +39,7 @@ from ..observe.stats import collect_stats
 from ..observe.trace import Tracer
 from ..observe.watchdog import Watchdog
 from . import core, net
+from .registry import Measured
 
 
 def bare_loop_class() -> type:
@@ -137,12 +138,13 @@ def measure(workload: str, mode: str, duration: float) -> tuple[float, float]:
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
-    if isinstance(result, tuple):
+    if isinstance(result, Measured):
+        # The echo workloads time their measured window and the server's CPU over it.
+        ops, elapsed, cpu = result.ops, result.seconds, result.cpu or cpu
+    elif isinstance(result, tuple):
         ops, elapsed = result
     else:
         ops = result
-    # The echo client's warm-up is in the CPU time but not in its count; it is the same
-    # share in every mode, so the ratios between modes hold.
     return ops / elapsed, ops / cpu
 
 

@@ -15,7 +15,24 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-__all__ = ["Workload", "SuiteError", "load_suite", "suite_names", "select"]
+__all__ = ["Workload", "Measured", "SuiteError", "load_suite", "suite_names", "select"]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a workload that times itself and knows the server's CPU cost returns.
+
+    ``cpu`` is the CPU time (user + system) the server process spent over the same window as
+    ``seconds``; the table shows it per operation beside the rate. On a machine where the
+    load generator or a neighbour sets the pace, the rate says little about the loop, the
+    CPU per operation still does. ``client_cpu`` is the load generator's CPU over the
+    window: near ``seconds`` means the client, not the server, was the limit.
+    """
+
+    ops: int
+    seconds: float
+    cpu: float | None = None
+    client_cpu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -25,7 +42,8 @@ class Workload:
     ``func`` is either ``async def func(**params)``, run inside the loop under test, or a
     plain ``def func(loop, **params)`` that drives the loop itself. It returns the number of
     operations it did; the harness times the call. A workload with setup it does not want
-    timed returns ``(operations, seconds)`` and times the interesting part itself.
+    timed returns ``(operations, seconds)`` and times the interesting part itself, or a
+    :class:`Measured` when it also knows the server's CPU time.
     """
 
     name: str
@@ -37,21 +55,32 @@ class Workload:
     unit: str = "ops/s"
     #: One line for ``--list``; defaults to the first line of ``func``'s docstring.
     doc: str = ""
+    #: A server loaded from another process (conveyor.bench.loadgen, wrk): the harness pins
+    #: the measuring process to one core and the load generator gets another.
+    served: bool = False
+    #: A plain TCP echo server loaded by conveyor.bench.loadgen with ``size``,
+    #: ``connections``, ``duration`` and ``warmup``: the harness also measures the C echo
+    #: server under the same load, as the row's ceiling.
+    ceiling: bool = False
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
-    def arguments(self, quick: bool) -> dict[str, Any]:
+    def arguments(self, quick: bool,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The keyword arguments for one run, the function's own defaults included.
 
         Spelling the defaults out makes the JSON report say exactly what was measured.
+        ``overrides`` (from the command line, e.g. ``duration``) apply last, and only to
+        parameters the function has.
         """
         args = {name: p.default for name, p in inspect.signature(self.func).parameters.items()
                 if p.default is not p.empty and p.kind is not p.POSITIONAL_ONLY}
         args.update(self.params)
         if quick:
             args.update(self.quick)
+        args.update((k, v) for k, v in (overrides or {}).items() if k in args)
         return args
 
     def summary(self) -> str:
@@ -113,7 +142,8 @@ def suite_names() -> list[str]:
     return sorted(names)
 
 
-_HARNESS_MODULES = frozenset({"child", "cli", "harness", "loops", "registry", "report"})
+_HARNESS_MODULES = frozenset({"cbuild", "child", "cli", "harness", "loadgen", "loops",
+                               "pyloadgen", "registry", "report"})
 
 
 def select(specs: list[str]) -> tuple[list[tuple[str, Workload]], list[str]]:

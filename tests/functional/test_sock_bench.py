@@ -1,4 +1,4 @@
-"""The sock and http benchmark suites: their server code and wrk parsing, kept honest."""
+"""The net suite's sock_* server and the http suite: their server code and wrk parsing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import conveyor
 from conveyor.bench import http as http_bench
-from conveyor.bench import sock as sockbench
+from conveyor.bench import net
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,13 +76,11 @@ def test_http_protocol_keepalive_pipelining_and_close():
 
 def test_sock_echo_runs_against_the_separate_client():
     async def main():
-        messages, seconds = await sockbench.sock_echo(size=2048, connections=4,
-                                                      duration=0.3, warmup=0.1)
-        assert messages > 0 and seconds > 0
-        messages, cpu = await sockbench.sock_echo(size=1024, connections=2, duration=0.2,
-                                                  warmup=0.05, recv_into=True,
-                                                  per_cpu_second=True)
-        assert messages > 0 and cpu > 0
+        measured = await net.sock_echo(size=2048, connections=4, duration=0.3, warmup=0.1)
+        assert measured.ops > 0 and measured.seconds > 0 and measured.cpu > 0
+        measured = await net.sock_echo(size=1024, connections=2, duration=0.2, warmup=0.05,
+                                       recv_into=True)
+        assert measured.ops > 0 and measured.cpu > 0
 
     conveyor.run(asyncio.wait_for(main(), 50))
 
@@ -93,7 +91,7 @@ def test_keepalive_under_wrk():
     pytest.importorskip("httptools")
 
     async def main():
-        requests, seconds = await http_bench.keepalive(connections=4, duration=1, warmup=0)
-        assert requests > 0 and seconds > 0
+        measured = await http_bench.keepalive(connections=4, duration=1, warmup=0)
+        assert measured.ops > 0 and measured.seconds > 0 and measured.cpu > 0
 
     conveyor.run(asyncio.wait_for(main(), 50))

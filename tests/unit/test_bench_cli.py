@@ -91,3 +91,109 @@ def test_every_suite_loads() -> None:
                                         (2_500_000, "2.5M"), (3e9, "3G")])
 def test_format_rate(rate: float, text: str) -> None:
     assert report.format_rate(rate) == text
+
+
+def _bench_from(cwd: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the bench from ``cwd`` with this checkout on sys.path but not on PYTHONPATH.
+
+    Nothing in the environment then points at this conveyor: a child that imports it can
+    only have been told where it is by the bench.
+    """
+    env = dict(os.environ if env is None else env)
+    env.pop("PYTHONPATH", None)
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from conveyor.__main__ import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, "bench", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.timeout(120)
+def test_python_option_runs_the_workloads_under_another_interpreter(tmp_path: Path) -> None:
+    """A bare venv has no conveyor and no uvloop: the bench supplies the first, and asks
+    the venv (not itself) whether it has the second."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True, timeout=60)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    out = tmp_path / "bench.json"
+    proc = _bench_from(tmp_path, "core.callbacks", "--quick", "--loops", "asyncio,conveyor",
+                       "--python", python, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"({python})" in proc.stdout.splitlines()[0]
+    doc = json.loads(out.read_text())
+    assert doc["executable"] == python
+    loops = doc["results"][0]["loops"]
+    assert loops["asyncio"]["loop_type"].startswith("asyncio.")
+    assert loops["conveyor"]["loop_type"] == "conveyor.loop.EventLoop"
+
+    proc = _bench_from(tmp_path, "core.callbacks", "--quick", "--loops", "uvloop",
+                       "--python", python)
+    assert proc.returncode == 2
+    assert "skipped loop uvloop: uvloop is not installed" in proc.stderr
+
+
+@pytest.mark.timeout(60)
+def test_python_option_refuses_what_cannot_run_conveyor(tmp_path: Path) -> None:
+    proc = _bench_from(tmp_path, "core", "--quick", "--python", str(tmp_path / "nothing"))
+    assert proc.returncode == 2
+    assert "--python: cannot run" in proc.stderr
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the C load generator "
+                    "uses epoll")
+def test_net_rows_report_cpu_and_the_ceiling(tmp_path: Path) -> None:
+    from conveyor.bench import cbuild
+
+    if cbuild.compiler() is None:
+        pytest.skip("no C compiler")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = tmp_path / "bench.json"
+    proc = _bench_from(tmp_path, "net.proto_1k", "--quick", "--repeat", "2", "--loops",
+                       "conveyor", "--json", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("workload"))
+    assert header.split()[2:4] == ["conveyor", "ceiling"]
+    assert "load from the C client (loadgen.c)" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["load"]["tcp"][0].startswith(str(tmp_path / "cache"))
+    for name in ("conveyor", "ceiling"):
+        samples = doc["results"][0]["loops"][name]
+        assert len(samples["cpu_per_op"]) == 2 and all(c > 0 for c in samples["cpu_per_op"])
+        assert len(samples["client_load"]) == 2
+    assert doc["results"][0]["loops"]["ceiling"]["loop_type"].startswith("C epoll echo server")
+
+
+@pytest.mark.timeout(120)
+def test_without_a_compiler_the_bench_warns_and_uses_the_python_client(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("CC", None)
+    proc = _bench_from(tmp_path, "net.proto_1k", "--quick", "--loops", "conveyor", env=env)
+    assert proc.returncode == 0, proc.stderr
+    warning = "warning: the C load generator cannot be built here: no C compiler"
+    assert warning in proc.stderr and warning in proc.stdout
+    assert "load from the Python client" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("workload"))
+    assert "ceiling" not in header.split()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "conveyor"])
+def test_only_the_conveyor_child_imports_conveyor(loop: str) -> None:
+    """Importing all of conveyor changes the process (glibc's malloc thresholds, hence the
+    cost of asyncio's 256 KiB reads): a child measuring another loop must not do it."""
+    from conveyor.bench import child
+
+    cmd = child.command(sys.executable, "core", "callbacks", loop) + ["--quick"]
+    cmd.insert(1, "-v")  # logs every module it loads: "import 'name' # <loader>"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=50,
+                          env=child.conveyor_env(), stdin=subprocess.DEVNULL, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert child.RESULT_MARKER in proc.stdout
+    imported = {line.split("'")[1] for line in proc.stderr.splitlines()
+                if line.startswith("import '")}
+    assert "conveyor.bench.core" in imported
+    assert ("conveyor.loop" in imported) == (loop == "conveyor")
