@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import inspect
+import os
 import statistics
 import sys
 import textwrap
@@ -95,7 +96,43 @@ def _mode_setup(mode: str, loop: Any) -> Callable[[], None]:
         from ..observe import otel
         return otel.instrument(loop, tracer_provider=TracerProvider(), meter_provider=(
             MeterProvider(metric_readers=[InMemoryMetricReader()]))).close
+    if mode in ("console", "top"):
+        return _console_mode(attached=mode == "top")
     return lambda: None
+
+
+def _console_mode(*, attached: bool) -> Callable[[], None]:
+    """The live console listening; with `attached`, a client asking for a snapshot once a
+    second, as ``python -m conveyor top`` does (its instruments installed meanwhile)."""
+    import tempfile
+    import threading
+
+    from ..console_client import ConsoleClient
+    from ..observe.console import Console
+
+    folder = tempfile.mkdtemp(prefix="conveyor-bench-")
+    console = Console(os.path.join(folder, "console.sock")).start()
+    done = threading.Event()
+    poller: threading.Thread | None = None
+    if attached:
+        client = ConsoleClient(console.path)
+        client.request("tasks")  # attaches: the probe is installed before the run starts
+
+        def poll() -> None:
+            with client:
+                while not done.wait(1.0):
+                    client.request("snapshot")
+
+        poller = threading.Thread(target=poll, name="bench-top", daemon=True)
+        poller.start()
+
+    def stop() -> None:
+        done.set()
+        if poller is not None:
+            poller.join(5)
+        console.close()
+        os.rmdir(folder)
+    return stop
 
 
 def _has_otel_sdk() -> bool:
@@ -114,7 +151,7 @@ OBSERVED_WORKLOADS: dict[str, Callable[[float], Any]] = {
     "proto_echo": lambda duration: net.proto_echo(duration=duration, warmup=0.3),
     "streams_echo": lambda duration: net.streams_echo(duration=duration, warmup=0.3),
 }
-MODES = ("bare", "plain", "stats", "watchdog", "trace") + (("otel",) if _has_otel_sdk() else ())
+MODES = ("bare", "plain", "stats", "watchdog", "trace", "console", "top") + (("otel",) if _has_otel_sdk() else ())
 
 
 def measure(workload: str, mode: str, duration: float) -> tuple[float, float]:
