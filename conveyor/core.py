@@ -48,8 +48,10 @@ from typing import Any, Callable, NamedTuple
 
 from . import poller as poller_mod
 from .handles import Handle, TimerHandle
-from .poller import READ, READABLE, WRITE, WRITABLE
+from .poller import READABLE, WRITABLE
 from .timers import TimerQueue
+from .core_fds import FdTable
+from .core_services import _DEBUG_STACK_DEPTH, LoopServices
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
@@ -69,14 +71,11 @@ FROM_THREADS_PER_ITERATION = 1024
 #: switch intervals while the loop thread waits its turn behind all of them; yielding lets
 #: the loop drain, and keeps the backlog (and its memory) bounded by the loop's pace.
 FROM_THREADS_BACKLOG = 4 * FROM_THREADS_PER_ITERATION
-#: How many frames of coroutine origin debug mode records (asyncio's value).
-_DEBUG_STACK_DEPTH = 10
 #: Whether create_task hands `name` to the task factory (asyncio does from 3.14; before,
 #: it sets the name on the task the factory returned).
 _FACTORY_GETS_NAME = sys.version_info >= (3, 14)
 #: What `on_new_loop` registered, called with every new loop in order. Only this module
-#: changes it (conveyor/observe/trace.py still appends to it by this name through
-#: conveyor.loop until it is ported to `on_new_loop`).
+#: changes it.
 _new_loop_observers: list[Callable[[CoreLoop], Any]] = []
 
 
@@ -113,42 +112,12 @@ def _env_debug() -> bool:
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG")))
 
 
-def _fileobj_to_fd(fileobj: Any) -> int:
-    """An fd from an int or an object with fileno(), with asyncio's errors."""
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
-
-
 def _stop_when_done(fut: asyncio.Future) -> None:
     if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
         # The exception propagates out of run_forever by itself; stopping here as well would
         # make the next run_forever stop at once.
         return
     fut.get_loop().stop()
-
-
-def _handler_context(context: dict) -> Any:
-    """The contextvars context a custom exception handler runs in: that of the failing task,
-    future or handle, so the handler sees the variables the failing code had set (asyncio does
-    this from 3.12, where tasks and handles gained get_context(); before, there is none)."""
-    thing = context.get("task")
-    if thing is None:
-        thing = context.get("future")
-    if thing is None:
-        thing = context.get("handle")
-    get_context = getattr(thing, "get_context", None)
-    if get_context is None:
-        return None
-    ctx = get_context()
-    return ctx if hasattr(ctx, "run") else None
 
 
 def _describe(handle: Any) -> str:
@@ -159,7 +128,7 @@ def _describe(handle: Any) -> str:
     return str(handle)
 
 
-class CoreLoop(asyncio.AbstractEventLoop):
+class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
     """A complete asyncio event loop in pure Python, less the methods that create sockets,
     servers, pipes, subprocesses and signal handlers (`conveyor.loop.EventLoop` has them)."""
 
@@ -580,358 +549,12 @@ class CoreLoop(asyncio.AbstractEventLoop):
     def get_task_factory(self):
         return self._task_factory
 
-    # ---------------------------------------------------------------- fd readiness
-
-    def _update_interest(self, fd: int) -> None:
-        """Tell the poller what fd wants now; the dicts are already updated."""
-        mask = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
-        old = self._interest.get(fd, 0)
-        if mask == old:
-            return
-        poller = self._poller
-        if mask == 0:
-            del self._interest[fd]
-            if self._fileobjs:
-                self._fileobjs.pop(fd, None)
-            poller.unregister(fd)
-            return
-        if old == 0:
-            try:
-                poller.register(fd, mask)
-            except FileExistsError:
-                poller.modify(fd, mask)  # a stale registration of a reused fd number
-        else:
-            try:
-                poller.modify(fd, mask)
-            except FileNotFoundError:
-                poller.register(fd, mask)  # closed and reopened behind our back
-        self._interest[fd] = mask
-
-    def _add_handle(self, table: dict, fd: int, handle: Handle) -> None:
-        old = table.get(fd)
-        table[fd] = handle
-        if old is not None:
-            old.cancel()
-            return
-        try:
-            self._update_interest(fd)
-        except BaseException:
-            del table[fd]
-            raise
-
-    def _remove_handle(self, table: dict, fd: int) -> bool:
-        handle = table.pop(fd, None)
-        if handle is None:
-            return False
-        handle.cancel()
-        self._update_interest(fd)
-        return True
-
-    def _add_reader(self, fd: int, callback, *args, context=None) -> Handle:
-        self._check_closed()
-        handle = Handle(callback, args, self, context)
-        self._add_handle(self._readers, fd, handle)
-        return handle
-
-    def _remove_reader(self, fd: int) -> bool:
-        if self._closed:
-            return False
-        return self._remove_handle(self._readers, fd)
-
-    def _add_writer(self, fd: int, callback, *args, context=None) -> Handle:
-        self._check_closed()
-        handle = Handle(callback, args, self, context)
-        self._add_handle(self._writers, fd, handle)
-        return handle
-
-    def _remove_writer(self, fd: int) -> bool:
-        if self._closed:
-            return False
-        return self._remove_handle(self._writers, fd)
-
-    def _ensure_fd_no_transport(self, fd: Any) -> None:
-        # A closed file object (fileno() == -1) passes this check, as with asyncio: its
-        # registration may still be found by the object itself (see _lookup_fd).
-        fileno = fd
-        if not isinstance(fileno, int):
-            try:
-                fileno = int(fileno.fileno())
-            except (AttributeError, TypeError, ValueError):
-                raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
-
-    def _lookup_fd(self, fileobj: Any) -> int:
-        """The fd of `fileobj`; for a file object closed since it was registered, the fd it
-        was registered under, found by identity (so removing the reader of a socket that was
-        closed first still finds and drops the registration, as the standard loop does)."""
-        try:
-            return _fileobj_to_fd(fileobj)
-        except ValueError:
-            for fd, registered in self._fileobjs.items():
-                if registered is fileobj:
-                    return fd
-            raise
-
-    def _forget_fd(self, fd: int) -> None:
-        """Drop every registration of `fd` after the poller refused it (a file object closed
-        behind our back): the kernel has forgotten it too, and so does the standard loop,
-        whose selector loses the whole key when such a modify fails."""
-        for table in (self._readers, self._writers):
-            handle = table.pop(fd, None)
-            if handle is not None:
-                handle.cancel()
-        self._fileobjs.pop(fd, None)
-        if self._interest.pop(fd, None) is not None:
-            self._poller.unregister(fd)
-
-    def _by_object(self, operation: Callable, fileobj: Any, *args: Any,
-                   remember: bool = False) -> Any:
-        """Run `operation(fd, *args)` for a file object (not a plain int); with `remember`,
-        record the object so its registration can be found after it is closed."""
-        fd = self._lookup_fd(fileobj)
-        try:
-            result = operation(fd, *args)
-        except OSError:
-            if fd in self._fileobjs:
-                self._forget_fd(fd)
-            raise
-        if remember:
-            self._fileobjs[fd] = fileobj
-        return result
-
-    def add_reader(self, fd, callback, *args) -> None:
-        self._ensure_fd_no_transport(fd)
-        if isinstance(fd, int):
-            self._add_reader(_fileobj_to_fd(fd), callback, *args)
-        else:
-            self._by_object(self._add_reader, fd, callback, *args, remember=True)
-
-    def remove_reader(self, fd) -> bool:
-        self._ensure_fd_no_transport(fd)
-        if isinstance(fd, int):
-            return self._remove_reader(_fileobj_to_fd(fd))
-        return self._by_object(self._remove_reader, fd)
-
-    def add_writer(self, fd, callback, *args) -> None:
-        self._ensure_fd_no_transport(fd)
-        if isinstance(fd, int):
-            self._add_writer(_fileobj_to_fd(fd), callback, *args)
-        else:
-            self._by_object(self._add_writer, fd, callback, *args, remember=True)
-
-    def remove_writer(self, fd) -> bool:
-        self._ensure_fd_no_transport(fd)
-        if isinstance(fd, int):
-            return self._remove_writer(_fileobj_to_fd(fd))
-        return self._by_object(self._remove_writer, fd)
-
-    # ------------------------------------------------------------------- executors
-
-    def run_in_executor(self, executor, func, *args) -> asyncio.Future:
-        self._check_closed()
-        if self._debug:
-            self._check_callback(func, "run_in_executor")
-        if executor is None:
-            if self._executor_shutdown_called:
-                raise RuntimeError("Executor shutdown has been called")
-            executor = self._default_executor
-            if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="conveyor")
-                self._default_executor = executor
-        return asyncio.wrap_future(executor.submit(func, *args), loop=self)
-
-    def set_default_executor(self, executor) -> None:
-        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor instance")
-        self._default_executor = executor
-
-    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
-        """Join the default executor's threads without blocking the loop while they finish."""
-        self._executor_shutdown_called = True
-        executor = self._default_executor
-        if executor is None:
-            return
-        done = self.create_future()
-
-        def join() -> None:
-            try:
-                executor.shutdown(wait=True)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                outcome = (done.set_exception, exc)
-            else:
-                outcome = (done.set_result, None)
-            if not self.is_closed():
-                self.call_soon_threadsafe(
-                    lambda: done.cancelled() or outcome[0](outcome[1]))
-
-        thread = threading.Thread(target=join, name="conveyor-executor-shutdown")
-        thread.start()
-        try:
-            async with asyncio.timeout(timeout):
-                await done
-        except TimeoutError:
-            warnings.warn("The executor did not finishing joining "
-                          f"its threads within {timeout} seconds.",
-                          RuntimeWarning, stacklevel=2)
-            executor.shutdown(wait=False)
-        else:
-            thread.join()
-
-    # --------------------------------------------------------- async generators
-
-    def _asyncgen_firstiter_hook(self, agen) -> None:
-        if self._asyncgens_shutdown_called:
-            warnings.warn(f"asynchronous generator {agen!r} was scheduled after "
-                          "loop.shutdown_asyncgens() call", ResourceWarning, source=self)
-        self._asyncgens.add(agen)
-
-    def _asyncgen_finalizer_hook(self, agen) -> None:
-        self._asyncgens.discard(agen)
-        if not self._closed:
-            self.call_soon_threadsafe(self.create_task, agen.aclose())
-
-    async def shutdown_asyncgens(self) -> None:
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await asyncio.gather(*[agen.aclose() for agen in closing],
-                                       return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler({
-                    "message": f"an error occurred during closing of "
-                               f"asynchronous generator {agen!r}",
-                    "exception": result,
-                    "asyncgen": agen,
-                })
-
-    # --------------------------------------------------------- exception handling
-
-    def get_exception_handler(self):
-        return self._exception_handler
-
-    def set_exception_handler(self, handler) -> None:
-        if handler is not None and not callable(handler):
-            raise TypeError(f"A callable object or None is expected, got {handler!r}")
-        self._exception_handler = handler
-
-    def default_exception_handler(self, context: dict) -> None:
-        """Log the context at ERROR on the 'asyncio' logger, where programs already look."""
-        message = context.get("message") or "Unhandled exception in event loop"
-        exception = context.get("exception")
-        exc_info = (type(exception), exception, exception.__traceback__) \
-            if exception is not None else False
-        current = self._current_handle
-        if ("source_traceback" not in context and current is not None
-                and current._source_traceback):
-            context["handle_traceback"] = current._source_traceback
-        lines = [message]
-        for key in sorted(context):
-            if key in ("message", "exception"):
-                continue
-            value = context[key]
-            if key == "source_traceback":
-                value = ("Object created at (most recent call last):\n"
-                         + "".join(traceback.format_list(value)).rstrip())
-            elif key == "handle_traceback":
-                value = ("Handle created at (most recent call last):\n"
-                         + "".join(traceback.format_list(value)).rstrip())
-            else:
-                value = repr(value)
-            lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
-
-    def call_exception_handler(self, context: dict) -> None:
-        if self._exception_handler is None:
-            try:
-                self.default_exception_handler(context)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
-            return
-        try:
-            run_in = _handler_context(context)
-            if run_in is not None:
-                run_in.run(self._exception_handler, self, context)
-            else:
-                self._exception_handler(self, context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            try:
-                self.default_exception_handler({
-                    "message": "Unhandled error in exception handler",
-                    "exception": exc,
-                    "context": context,
-                })
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler while handling an "
-                             "unexpected error in custom exception handler", exc_info=True)
-
-    # ------------------------------------------------------------------- debug
-
-    def get_debug(self) -> bool:
-        return self._debug
-
-    def set_debug(self, enabled: bool) -> None:
-        self._debug = bool(enabled)
-        if self.is_running():
-            depth = _DEBUG_STACK_DEPTH if self._debug else 0
-            self.call_soon_threadsafe(sys.set_coroutine_origin_tracking_depth, depth)
-
     # ------------------------- operations for the modules above (conveyor.contract)
 
     def _schedule_handle(self, handle: Handle) -> None:
         """Queue an existing handle to run, behind what is already queued, as `call_soon`
         queues a new one: for a handle that runs many times (a signal's handler)."""
         self._ready.append(handle)
-
-    def _add_reader_handle(self, fd: int, handle: Handle) -> None:
-        """`_add_reader` with a handle the caller made: one of its own Handle subclass,
-        whose `cancel()` the loop calls when another reader replaces it (see `_park_reader`)."""
-        self._add_handle(self._readers, fd, handle)
-
-    def _park_reader(self, fd: int, handle: Handle) -> None:
-        """The wait `handle` (fd's reader) served is over: keep it registered one more
-        iteration, then remove it unless another reader has replaced it by then.
-
-        A task that reads in a loop (recv, answer, recv again) would otherwise remove its
-        reader and add it back a moment later, two epoll_ctl calls per message; parked,
-        the next wait only swaps the handle in the fd table. The hazard is the caller's to
-        handle: if its file is closed while parked, the kernel drops the registration, and a
-        new file given the same fd number gets only a handle swap, never a poller
-        registration. The parked handle's `cancel()` then calls `_rearm_reader`."""
-        if not self._closed:
-            self.call_soon(self._unpark_reader, fd, handle)
-
-    def _unpark_reader(self, fd: int, handle: Handle) -> None:
-        if self._readers.get(fd) is handle:
-            self._remove_reader(fd)
-
-    def _rearm_reader(self, fd: int, replaced: Handle) -> None:
-        """Register fd with the poller again for the reader that replaced `replaced`: the
-        file `replaced` was waiting on was closed while parked (so the kernel forgot fd) and
-        fd now names a newcomer, whose reader the fd table only swapped in."""
-        if self._closed:
-            return
-        current = self._readers.get(fd)
-        mask = self._interest.get(fd)
-        if current is None or current is replaced or not mask:
-            return  # being removed, not replaced: the removal unregisters it
-        poller = self._poller
-        try:
-            poller.register(fd, mask)
-        except FileExistsError:
-            poller.modify(fd, mask)
-        except OSError:
-            pass  # the newcomer was closed too; its own removal will tidy up
 
     def _gauges(self) -> Gauges:
         """The queue and table sizes now. Safe to call from another thread (the console):

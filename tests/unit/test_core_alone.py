@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from conveyor import core
 from conveyor.contract import LoopInternals
 
 #: Everything the core may load of conveyor: itself and its own parts.
-_CORE_MODULES = {"conveyor", "conveyor.core", "conveyor.contract", "conveyor.handles",
+_CORE_MODULES = {"conveyor", "conveyor.core", "conveyor.core_fds", "conveyor.core_services",
+                 "conveyor.contract", "conveyor.handles",
                  "conveyor.timers", "conveyor.waker", "conveyor.poller",
                  "conveyor.poller.epoll", "conveyor.poller.kqueue", "conveyor.poller.poll",
                  "conveyor.poller.select"}
@@ -65,6 +67,36 @@ _ALONE = textwrap.dedent("""
         loop.close()
     print(json.dumps({"loaded": loaded, "ran": ran}))
 """)
+
+
+#: The loop's private state, and the core modules allowed to touch it (handles.py: a
+#: cancelled timer tells the heap; virtual_clock.py is a CoreLoop subclass for tests).
+_PRIVATE_STATE = re.compile(
+    r"(\w+)\._(ready|poller|readers|writers|interest|timers|from_threads)\b")
+_OWNERS = {"core.py", "core_fds.py", "core_services.py", "handles.py",
+           os.path.join("testing", "virtual_clock.py")}
+
+
+def test_only_the_core_touches_the_loops_private_state():
+    """DESIGN.md's rule, checked: modules above the core use the operations LoopInternals
+    names (conveyor/contract.py), never the ready queue, fd tables, poller or timer heap."""
+    root = os.path.dirname(conveyor.__file__)
+    offenders = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if relative in _OWNERS or relative.startswith("bench" + os.sep):
+                continue
+            with open(path, encoding="utf-8") as source:
+                for lineno, line in enumerate(source, 1):
+                    code = line.split("#", 1)[0]
+                    # `self._interest` in a poller is its own; `self._loop._ready` is not.
+                    if any(match.group(1) != "self" for match in _PRIVATE_STATE.finditer(code)):
+                        offenders.append(f"{relative}:{lineno}: {line.strip()}")
+    assert not offenders, "loop internals used outside the core:\n" + "\n".join(offenders)
 
 
 def test_core_imports_no_io_module():

@@ -1,0 +1,224 @@
+"""The fd tables: which callback runs when an fd is readable or writable.
+
+Part of the loop core (`core.CoreLoop` mixes it in; `_run_once` reads `_readers` and
+`_writers` directly). Two dicts fd -> Handle, and `_interest` fd -> the mask registered with
+the poller; every change goes through `_update_interest`, so the poller is told exactly the
+difference. The public add_reader/remove_reader/add_writer/remove_writer add asyncio's rules
+on top (file objects as well as ints, an fd owned by a transport is refused, a closed file
+object's registration can still be removed by the object); `_add_reader` and friends are what
+the modules above the core use (conveyor.contract), and the parked-reader operations at the
+end serve the sock_* coroutines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .handles import Handle
+from .poller import READ, WRITE
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    """An fd from an int or an object with fileno(), with asyncio's errors."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+class FdTable:
+    """The core's fd tables and the operations on them (state lives on the loop: see
+    `CoreLoop.__init__`)."""
+
+    def _update_interest(self, fd: int) -> None:
+        """Tell the poller what fd wants now; the dicts are already updated."""
+        mask = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
+        old = self._interest.get(fd, 0)
+        if mask == old:
+            return
+        poller = self._poller
+        if mask == 0:
+            del self._interest[fd]
+            if self._fileobjs:
+                self._fileobjs.pop(fd, None)
+            poller.unregister(fd)
+            return
+        if old == 0:
+            try:
+                poller.register(fd, mask)
+            except FileExistsError:
+                poller.modify(fd, mask)  # a stale registration of a reused fd number
+        else:
+            try:
+                poller.modify(fd, mask)
+            except FileNotFoundError:
+                poller.register(fd, mask)  # closed and reopened behind our back
+        self._interest[fd] = mask
+
+    def _add_handle(self, table: dict, fd: int, handle: Handle) -> None:
+        old = table.get(fd)
+        table[fd] = handle
+        if old is not None:
+            old.cancel()
+            return
+        try:
+            self._update_interest(fd)
+        except BaseException:
+            del table[fd]
+            raise
+
+    def _remove_handle(self, table: dict, fd: int) -> bool:
+        handle = table.pop(fd, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        self._update_interest(fd)
+        return True
+
+    def _add_reader(self, fd: int, callback, *args, context=None) -> Handle:
+        self._check_closed()
+        handle = Handle(callback, args, self, context)
+        self._add_handle(self._readers, fd, handle)
+        return handle
+
+    def _remove_reader(self, fd: int) -> bool:
+        if self._closed:
+            return False
+        return self._remove_handle(self._readers, fd)
+
+    def _add_writer(self, fd: int, callback, *args, context=None) -> Handle:
+        self._check_closed()
+        handle = Handle(callback, args, self, context)
+        self._add_handle(self._writers, fd, handle)
+        return handle
+
+    def _remove_writer(self, fd: int) -> bool:
+        if self._closed:
+            return False
+        return self._remove_handle(self._writers, fd)
+
+    def _ensure_fd_no_transport(self, fd: Any) -> None:
+        # A closed file object (fileno() == -1) passes this check, as with asyncio: its
+        # registration may still be found by the object itself (see _lookup_fd).
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transports.get(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    def _lookup_fd(self, fileobj: Any) -> int:
+        """The fd of `fileobj`; for a file object closed since it was registered, the fd it
+        was registered under, found by identity (so removing the reader of a socket that was
+        closed first still finds and drops the registration, as the standard loop does)."""
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, registered in self._fileobjs.items():
+                if registered is fileobj:
+                    return fd
+            raise
+
+    def _forget_fd(self, fd: int) -> None:
+        """Drop every registration of `fd` after the poller refused it (a file object closed
+        behind our back): the kernel has forgotten it too, and so does the standard loop,
+        whose selector loses the whole key when such a modify fails."""
+        for table in (self._readers, self._writers):
+            handle = table.pop(fd, None)
+            if handle is not None:
+                handle.cancel()
+        self._fileobjs.pop(fd, None)
+        if self._interest.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def _by_object(self, operation: Callable, fileobj: Any, *args: Any,
+                   remember: bool = False) -> Any:
+        """Run `operation(fd, *args)` for a file object (not a plain int); with `remember`,
+        record the object so its registration can be found after it is closed."""
+        fd = self._lookup_fd(fileobj)
+        try:
+            result = operation(fd, *args)
+        except OSError:
+            if fd in self._fileobjs:
+                self._forget_fd(fd)
+            raise
+        if remember:
+            self._fileobjs[fd] = fileobj
+        return result
+
+    def add_reader(self, fd, callback, *args) -> None:
+        self._ensure_fd_no_transport(fd)
+        if isinstance(fd, int):
+            self._add_reader(_fileobj_to_fd(fd), callback, *args)
+        else:
+            self._by_object(self._add_reader, fd, callback, *args, remember=True)
+
+    def remove_reader(self, fd) -> bool:
+        self._ensure_fd_no_transport(fd)
+        if isinstance(fd, int):
+            return self._remove_reader(_fileobj_to_fd(fd))
+        return self._by_object(self._remove_reader, fd)
+
+    def add_writer(self, fd, callback, *args) -> None:
+        self._ensure_fd_no_transport(fd)
+        if isinstance(fd, int):
+            self._add_writer(_fileobj_to_fd(fd), callback, *args)
+        else:
+            self._by_object(self._add_writer, fd, callback, *args, remember=True)
+
+    def remove_writer(self, fd) -> bool:
+        self._ensure_fd_no_transport(fd)
+        if isinstance(fd, int):
+            return self._remove_writer(_fileobj_to_fd(fd))
+        return self._by_object(self._remove_writer, fd)
+
+    # ----------------------------------------------- parked readers (sock_* coroutines)
+
+    def _add_reader_handle(self, fd: int, handle: Handle) -> None:
+        """`_add_reader` with a handle the caller made: one of its own Handle subclass,
+        whose `cancel()` the loop calls when another reader replaces it (see `_park_reader`)."""
+        self._add_handle(self._readers, fd, handle)
+
+    def _park_reader(self, fd: int, handle: Handle) -> None:
+        """The wait `handle` (fd's reader) served is over: keep it registered one more
+        iteration, then remove it unless another reader has replaced it by then.
+
+        A task that reads in a loop (recv, answer, recv again) would otherwise remove its
+        reader and add it back a moment later, two epoll_ctl calls per message; parked,
+        the next wait only swaps the handle in the fd table. The hazard is the caller's to
+        handle: if its file is closed while parked, the kernel drops the registration, and a
+        new file given the same fd number gets only a handle swap, never a poller
+        registration. The parked handle's `cancel()` then calls `_rearm_reader`."""
+        if not self._closed:
+            self.call_soon(self._unpark_reader, fd, handle)
+
+    def _unpark_reader(self, fd: int, handle: Handle) -> None:
+        if self._readers.get(fd) is handle:
+            self._remove_reader(fd)
+
+    def _rearm_reader(self, fd: int, replaced: Handle) -> None:
+        """Register fd with the poller again for the reader that replaced `replaced`: the
+        file `replaced` was waiting on was closed while parked (so the kernel forgot fd) and
+        fd now names a newcomer, whose reader the fd table only swapped in."""
+        if self._closed:
+            return
+        current = self._readers.get(fd)
+        mask = self._interest.get(fd)
+        if current is None or current is replaced or not mask:
+            return  # being removed, not replaced: the removal unregisters it
+        poller = self._poller
+        try:
+            poller.register(fd, mask)
+        except FileExistsError:
+            poller.modify(fd, mask)
+        except OSError:
+            pass  # the newcomer was closed too; its own removal will tidy up
