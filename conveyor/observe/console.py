@@ -55,7 +55,7 @@ from typing import Any, Callable
 
 from ..contract import LoopInternals
 from ..core import on_new_loop
-from .hooks import add_instrument, instruments, open_loops, remove_instrument
+from .hooks import add_instrument, instruments, on_loop_thread, open_loops, remove_instrument
 from .stats import LoopStats
 from .taskdump import TaskTree
 from .taskstats import TaskStats
@@ -302,26 +302,16 @@ class Console(ConsoleViews):
             return
         probe = self._probes[loop] = _Probe(loop)
         self.installs += 1
-        if loop.is_running() and loop._thread_id != threading.get_ident():
-            try:
-                loop.call_soon_threadsafe(probe.install)
-            except RuntimeError:  # closed meanwhile
-                self._probes.pop(loop, None)
-        else:
-            probe.install()
+        if not on_loop_thread(loop, probe.install):  # closed meanwhile
+            self._probes.pop(loop, None)
 
     def _remove_probe(self, loop: LoopInternals, probe: _Probe) -> None:
         self.removals += 1
         if loop.is_closed():
             probe.removed = True
             return
-        if loop.is_running() and loop._thread_id != threading.get_ident():
-            try:
-                loop.call_soon_threadsafe(probe.remove)
-                return
-            except RuntimeError:
-                pass
-        probe.remove()
+        if not on_loop_thread(loop, probe.remove):  # closed meanwhile: remove it here
+            probe.remove()
 
     def _new_loop(self, loop: LoopInternals) -> None:
         """A conveyor loop was created: measure it too if someone is attached."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..contract import LoopInternals
 from ..core import on_new_loop
@@ -282,6 +283,29 @@ def instruments(loop: LoopInternals | None = None) -> tuple[Any, ...]:
 #: ``with conveyor.trace(...)`` can record loops that were made before the block began.
 _loops: weakref.WeakSet = weakref.WeakSet()
 on_new_loop(_loops.add)
+
+
+def running_conveyor_loop() -> LoopInternals | None:
+    """The running loop if it is a conveyor loop (instruments go on nothing else), else None."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return running if hasattr(running, "_hooks") else None
+
+
+def on_loop_thread(loop: LoopInternals, func: Callable[[], Any]) -> bool:
+    """Run ``func()`` on ``loop``'s thread, where instruments are installed and removed: now
+    if the loop is not running or this is its thread, else through call_soon_threadsafe.
+    False if the loop closed before it could be queued (``func`` then never runs)."""
+    if loop.is_running() and loop._thread_id != threading.get_ident():
+        try:
+            loop.call_soon_threadsafe(func)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return True
+    func()
+    return True
 
 
 def open_loops() -> list[LoopInternals]:

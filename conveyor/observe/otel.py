@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ..contract import LoopInternals
 from .. import __version__
 from ..core import on_new_loop
-from .hooks import add_instrument, instruments, remove_instrument
+from .hooks import add_instrument, instruments, on_loop_thread, remove_instrument
 from .sites import callback_site, coroutine_name
 from .stats import BUCKETS, LoopStats, Snapshot
 from .taskstats import where_suspended
@@ -395,7 +395,7 @@ class LoopTelemetry:
                                                 daemon=True)
                 self._thread.start()
         self._instruments.add(probe)
-        _on_loop_thread(loop, probe.install)
+        on_loop_thread(loop, probe.install)
 
     def detach(self, loop: LoopInternals) -> None:
         """Stop measuring ``loop``; a stall it is in now is reported as seen so far."""
@@ -409,7 +409,7 @@ class LoopTelemetry:
         probe.slow_callback = math.inf
         probe.timer_lag = None
         probe.removed = True
-        _on_loop_thread(loop, probe.uninstall)
+        on_loop_thread(loop, probe.uninstall)
 
     @property
     def loops(self) -> list[Any]:
@@ -522,22 +522,6 @@ def _require_conveyor(loop: LoopInternals) -> None:
     except TypeError as exc:
         raise TypeError(f"conveyor.observe.otel measures through conveyor's instrument "
                         f"interface, which other loops lack: {exc}") from None
-
-
-def _on_loop_thread(loop: LoopInternals, func: Callable[[], None]) -> None:
-    """Run ``func`` on ``loop``'s thread: instruments are installed and removed there while
-    the loop runs (the live console does the same), directly otherwise."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if loop.is_running() and running is not loop:
-        try:
-            loop.call_soon_threadsafe(func)
-            return
-        except RuntimeError:  # closed meanwhile
-            return
-    func()
 
 
 # ---------------------------------------------------------------- entry point

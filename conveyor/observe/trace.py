@@ -24,7 +24,6 @@ written. The rest is split by what changes together:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import os
@@ -34,7 +33,7 @@ from typing import Any, Callable
 
 from ..contract import LoopInternals
 from ..core import on_new_loop
-from .hooks import add_instrument, open_loops, remove_instrument
+from .hooks import add_instrument, open_loops, remove_instrument, running_conveyor_loop
 from .trace_events import DEFAULT_SLOW
 from .trace_recorder import Recorder
 from .trace_writers import (LOOP_TID, POLL_TID, TASK_TID_BASE, render_html, to_chrome,
@@ -98,11 +97,8 @@ class Tracer:
         """Record the running loop, if any, and every conveyor loop created from now on."""
         if self._unwatch is None:
             self._unwatch = on_new_loop(self.attach)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and hasattr(running, "_hooks"):
+        running = running_conveyor_loop()
+        if running is not None:
             self.attach(running)
         for loop in open_loops():
             self.attach(loop)

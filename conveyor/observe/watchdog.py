@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from ..contract import LoopInternals
 from ..core import LOOP_CODES, on_new_loop
-from .hooks import Instrument, add_instrument, remove_instrument
+from .hooks import Instrument, add_instrument, remove_instrument, running_conveyor_loop
 
 __all__ = ["Watchdog", "Stall", "watchdog", "Heartbeat", "capture_stall"]
 
@@ -152,11 +152,8 @@ class Watchdog:
         """Watch the running loop, if any, and every conveyor loop created from now on."""
         if self._unwatch is None:
             self._unwatch = on_new_loop(self.attach)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and hasattr(running, "_hooks"):
+        running = running_conveyor_loop()
+        if running is not None:
             self.attach(running)
         if self._thread is None:
             self._stop.clear()
