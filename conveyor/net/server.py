@@ -27,7 +27,7 @@ import sys
 from typing import Any, Callable
 
 from ..contract import LoopInternals
-from ..transport_socket import TransportSocket
+from ..transports.socket_view import TransportSocket
 from ..transports.socket import SocketTransport
 from .common import (ProtocolFactory, check_ssl_socket, check_ssl_timeouts, set_reuse_port,
                      socket_transport)

@@ -72,7 +72,7 @@ import warnings
 from typing import Any
 
 from ..contract import LoopInternals
-from ..transport_socket import TransportSocket
+from .socket_view import TransportSocket
 from . import flow
 
 logger = logging.getLogger("asyncio")

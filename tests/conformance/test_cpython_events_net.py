@@ -37,6 +37,6 @@ EXCLUDED: dict[str, str] = {
     "ConveyorNetEventLoopTests.test_create_server_trsock":
         "asserts Server.sockets are instances of asyncio.trsock.TransportSocket, a private "
         "class of the standard loop; conveyor gives its own view with the same behaviour "
-        "(conveyor.transport_socket.TransportSocket), which tests/functional/test_dropin.py "
+        "(conveyor.transports.socket_view.TransportSocket), which tests/functional/test_dropin.py "
         "compares with asyncio's operation by operation",
 }
