@@ -77,7 +77,10 @@ from . import flow
 
 logger = logging.getLogger("asyncio")
 
-#: asyncio logs a warning for each write after the connection was lost, from this many on.
+#: asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes made after the connection was lost are
+#: dropped, and past this count each logs a warning. Each transport counts as its asyncio
+#: counterpart does (an fd transport counts the loss itself, so its fifth write warns; TLS
+#: counts dropped writes only, so its sixth does).
 WRITES_AFTER_LOSS_BEFORE_WARNING = 5
 
 
@@ -137,8 +140,7 @@ class FdTransport(asyncio.Transport):
         self._buffer = None
         self._buffer_size = 0
         self._protocol_paused = False
-        self._high_water = flow.DEFAULT_HIGH_WATER
-        self._low_water = flow.DEFAULT_HIGH_WATER // 4
+        self._high_water, self._low_water = flow.water_marks(None, None)
 
     def _start(self, waiter: asyncio.Future | None) -> None:
         """Claim the fd, then: connection_made, start reading, wake the creator — in order."""

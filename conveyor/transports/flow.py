@@ -15,7 +15,8 @@ from typing import Any
 
 from ..contract import LoopInternals
 
-#: asyncio's default: pause the writer once 64 KiB wait in the buffer.
+#: asyncio's default high-water mark: the writer is paused once more than 64 KiB wait in the
+#: buffer. The low-water mark defaults to a quarter of the high one (see water_marks).
 DEFAULT_HIGH_WATER = 64 * 1024
 
 

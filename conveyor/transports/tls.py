@@ -28,6 +28,137 @@ order (they count toward pausing the writer) and go out once the renegotiation c
 Closing follows TLS: ``close()`` sends close_notify and waits (at most
 ``ssl_shutdown_timeout``) for the peer's, then closes the raw transport, which flushes what
 is still buffered; ``abort()`` drops everything at once.
+
+The state table
+---------------
+
+The TLS session is in exactly one of six states (``_State``). One enum serves both
+directions because TLS has no half-close: a close_notify or a raw EOF ends the session, so
+the read side and the write side cannot move independently. The two states that look like
+one side waiting for the other are states of their own: EOF_HELD (the peer is gone, the
+application has not read everything yet) and FLUSHING (the application closed, OpenSSL has
+not taken everything yet).
+
+- HANDSHAKE: OpenSSL negotiates. Application writes wait in ``_pending_writes`` and are
+  encrypted once the handshake is done. Under start_tls the application already has its
+  connection; otherwise it gets connection_made when the handshake completes.
+- WRAPPED: application data flows both ways. A write is encrypted at once; it waits in
+  ``_pending_writes`` only while a TLS 1.2 renegotiation makes OpenSSL refuse it
+  (SSLWantReadError), and goes out, in order, once a read brings the peer's next message.
+- EOF_HELD: the peer closed TCP without a close_notify while the application was not taking
+  data (reading paused, or a resumed read still queued). The raw transport stays open (its
+  eof_received returned True) so that the plaintext still in the BIOs reaches the
+  application when it reads again; after that it hears eof_received and the connection
+  closes. Writes still go out. A close() here ends the connection at once: unread plaintext
+  is dropped, and so is anything a renegotiation held back (the peer can no longer answer).
+- FLUSHING: close() came while a renegotiation held writes back. close_notify has to follow
+  them, so incoming records drive the renegotiation, their application data discarded, until
+  the backlog is out; then SHUTDOWN. Later writes are dropped.
+- SHUTDOWN: our close_notify is sent (or owed: see "Re-entrancy"); incoming records are
+  discarded until the peer's close_notify, then the application hears eof_received (the
+  standard loop tells the closing side too) and the raw transport is closed, which flushes
+  what it still buffers.
+- CLOSED: the raw transport is closed or closing; its connection_lost ends everything.
+
+Transitions (every state also goes to CLOSED on abort(), a fatal error or the raw
+transport's connection_lost)::
+
+    HANDSHAKE  handshake done                                    -> WRAPPED
+    HANDSHAKE  handshake failed or timed out, raw EOF, close()    -> CLOSED
+    WRAPPED    close(), or the peer's close_notify read           -> SHUTDOWN
+    WRAPPED    the same while a renegotiation holds writes back   -> FLUSHING
+    WRAPPED    raw EOF while the application is not reading       -> EOF_HELD
+    WRAPPED    raw EOF otherwise (the rest is delivered at once)  -> CLOSED
+    EOF_HELD   the application read the rest; or close()          -> CLOSED
+    FLUSHING   the held writes went out                           -> SHUTDOWN
+    FLUSHING   the peer's close_notify, raw EOF, shutdown timeout -> CLOSED
+    SHUTDOWN   the peer's close_notify, raw EOF, shutdown timeout -> CLOSED
+
+What each event does, state by state:
+
+- Ciphertext arrives (``buffer_updated``/``data_received``). HANDSHAKE: drives the handshake.
+  WRAPPED, EOF_HELD: decrypted and delivered, unless the application paused reading or a
+  resumed read is queued (it then waits in the incoming BIO); a renegotiation message
+  releases held writes; a close_notify gives eof_received, then acts as close(). FLUSHING:
+  drives the renegotiation and the held writes out. SHUTDOWN: discarded up to the peer's
+  close_notify. CLOSED: ignored.
+- Raw EOF (``eof_received``). HANDSHAKE: the handshake fails with ConnectionResetError.
+  WRAPPED, EOF_HELD: to EOF_HELD while the application is not reading (the raw transport is
+  kept open); otherwise the rest is delivered, then eof_received. Elsewhere: CLOSED. Outside
+  EOF_HELD the raw transport then closes itself.
+- Application write(). HANDSHAKE: held. WRAPPED, EOF_HELD: encrypted and handed to the raw
+  transport (in one batch at the end of a delivery; held behind a renegotiation). FLUSHING,
+  SHUTDOWN, CLOSED: dropped, and counted: from the sixth on, each logs a warning.
+- Application close(). HANDSHAKE: as abort(). WRAPPED: starts the shutdown timer; SHUTDOWN or
+  FLUSHING as above, and the raw transport resumes reading if the application had paused it
+  (the peer's close_notify, or its renegotiation messages, must be read). EOF_HELD: our
+  close_notify is sent and the raw transport closed. Elsewhere: nothing more to do.
+- Application abort(), or a fatal error (OpenSSL fails while reading, writing or closing; an
+  application callback this module made raises): CLOSED, held writes dropped, the raw
+  transport aborted. A fatal error goes to the exception handler (an OSError only to the
+  debug log) and the application hears connection_lost(exc), the handshake's waiter exc.
+- Handshake timeout (HANDSHAKE only): CLOSED, raw transport aborted, the waiter gets
+  ConnectionAbortedError. Shutdown timeout (FLUSHING, SHUTDOWN): aborted as above, with
+  TimeoutError.
+- Raw connection_lost, in any state: CLOSED; held writes dropped; a waiter still pending gets
+  the error (ConnectionResetError without one); the application hears connection_lost if it
+  had its connection; the references between the layers are dropped.
+- Application pause_reading(): noted; in WRAPPED, EOF_HELD and FLUSHING the raw transport
+  pauses too, and delivery stops after the current chunk. resume_reading(): in WRAPPED and
+  FLUSHING the raw transport resumes (not in EOF_HELD: it has nothing left to read, and would
+  report its EOF again); what the BIOs hold is delivered from a fresh callback, in EOF_HELD
+  followed by the held EOF.
+- Raw pause_writing()/resume_writing(): forwarded to the application once it has its
+  connection. Held writes count too: past the raw transport's high-water mark the
+  application is paused, and resumed when they are out, unless the raw transport is paused.
+
+The application's lifecycle and the flags
+-----------------------------------------
+
+Orthogonal to the session, ``_App`` says which once-only callbacks the application has had,
+in order: WAITING (no connection_made yet; start_tls starts at CONNECTED), CONNECTED, EOF
+(eof_received was called), LOST (connection_lost is scheduled). Only an application that had
+its connection hears eof_received or connection_lost, each at most once.
+
+Five flags remain, each about something the session state does not decide:
+``_app_reading_paused`` (the application's pause_reading), ``_app_writing_paused`` (we told
+it pause_writing), ``_raw_writing_paused`` (the raw transport told us), ``_read_scheduled`` (a
+``_read_after_resume`` callback is queued: until it runs, arriving plaintext waits, so data
+is delivered in order from that callback) and ``_delivering`` (this module is inside the
+application's data_received / get_buffer / buffer_updated). The application transport's own
+``_closed`` (is_closing()) is set by close(), abort() and every teardown; it is not derived
+from the state because a raw EOF delivered at once is CLOSED before the transport closes
+(inside eof_received is_closing() is still False, as on the standard loop).
+
+Re-entrancy
+-----------
+
+The application may call any method of its transport from any callback. What this module
+calls synchronously, and what then happens:
+
+- connection_made (from the handshake's last step, inside a raw read): anything goes; the
+  waiter is woken after it returns, and the first application data comes from a later
+  callback, so start_tls's caller has switched to the new transport before it answers.
+- data_received, get_buffer, buffer_updated (``_delivering``): write() is encrypted at once,
+  but its ciphertext stays in the outgoing BIO and goes out in one raw write when the call
+  returns. close() moves to SHUTDOWN at once (delivery stops, later writes are dropped) but
+  the close_notify is *owed*: it is sent when the call returns, after what was written
+  before, so the application never hears eof_received from inside its own data_received.
+  pause_reading() stops delivery after the current chunk; abort() ends it.
+- eof_received (never inside a delivery): anything; writes go out at once.
+- pause_writing/resume_writing (through flow.notify: what they raise is reported, not fatal).
+- connection_lost: always from its own loop callback, exactly once.
+
+After each such call the code re-reads ``_state`` instead of trusting what it saw before.
+
+Context
+-------
+
+Every application callback comes from one of the raw transport's callbacks or from a
+``call_soon`` in the raw transport's ``_context`` (when it has one), so it runs in the
+connection's context, as base.py requires: ``resume_reading()`` never runs the delivery in
+its caller's context. The exception is base.py's too: pause_writing() runs inside the
+write() that filled the raw transport's buffer, in the caller's context.
 """
 
 from __future__ import annotations
@@ -42,7 +173,7 @@ from collections import deque
 from typing import Any
 
 from . import flow
-from .base import is_buffered
+from .base import WRITES_AFTER_LOSS_BEFORE_WARNING, is_buffered
 
 __all__ = ["TLSProtocol", "SSLTransport",
            "SSL_HANDSHAKE_TIMEOUT", "SSL_SHUTDOWN_TIMEOUT"]
@@ -57,9 +188,6 @@ SSL_SHUTDOWN_TIMEOUT = 30.0
 _RAW_BUFFER_SIZE = 256 * 1024
 #: Plaintext is decrypted into a reused buffer of this size before it is handed over.
 _PLAIN_BUFFER_SIZE = 256 * 1024
-#: After this many writes to a closed connection, each further one logs a warning
-#: (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES).
-_LOG_CLOSED_WRITES_AFTER = 5
 
 _WANT = (ssl.SSLWantReadError, ssl.SSLSyscallError)
 
@@ -82,10 +210,28 @@ def _shared_buffers() -> tuple[memoryview, memoryview]:
 
 
 class _State(enum.Enum):
-    HANDSHAKE = "handshake"    # before and during the handshake
-    WRAPPED = "wrapped"        # application data flows
-    SHUTDOWN = "shutdown"      # our close_notify is sent; waiting for the peer's
-    CLOSED = "closed"          # the raw transport is closed or closing
+    """Where the TLS session is (see "The state table" above)."""
+    HANDSHAKE = "handshake"
+    WRAPPED = "wrapped"
+    EOF_HELD = "eof held"
+    FLUSHING = "flushing"
+    SHUTDOWN = "shutdown"
+    CLOSED = "closed"
+
+
+# The members as module globals: the hot path tests the state once per chunk, and on 3.11
+# `_State.WRAPPED` is a lookup through the enum's metaclass (~90 ns; a global is ~10).
+_HANDSHAKE, _WRAPPED, _EOF_HELD, _FLUSHING, _SHUTDOWN, _CLOSED = _State
+#: The states in which application data still arrives and may reach the application.
+_DATA_STATES = (_WRAPPED, _EOF_HELD, _FLUSHING)
+
+
+class _App(enum.Enum):
+    """Which once-only callbacks the application protocol has had, in this order."""
+    WAITING = "waiting"        # no connection_made yet
+    CONNECTED = "connected"
+    EOF = "eof"                # eof_received was called
+    LOST = "lost"              # connection_lost is scheduled
 
 
 def _check_timeout(name: str, value: float | None, default: float) -> float:
@@ -135,7 +281,10 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._sslobj = sslcontext.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side,
             server_hostname=None if server_side else (server_hostname or None))
-        self._state = _State.HANDSHAKE
+        self._state = _HANDSHAKE
+        #: start_tls's application already has its connection: it is owed no
+        #: connection_made, but exactly one connection_lost.
+        self._app_phase = _App.WAITING if call_connection_made else _App.CONNECTED
         self._transport: asyncio.Transport | None = None
         self._extra: dict[str, Any] = {"sslcontext": sslcontext}
         self._raw_view, self._plain_view = _shared_buffers()
@@ -147,26 +296,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
         #: SSLWantReadError then). Retried in order after each read; see _write_backlog.
         self._pending_writes: deque[bytes] = deque()
         self._pending_size = 0
-        #: close() was called while writes were still waiting: close_notify follows them.
-        self._shutdown_after_backlog = False
-        #: close() was called from inside an application callback this module made; the
-        #: close_notify exchange continues once that callback has returned, so the
-        #: application never hears eof_received from inside its own data_received.
-        self._close_notify_owed = False
-        #: True while this module is calling into the application: ciphertext waits in the
-        #: outgoing BIO and goes out in one raw write when the call returns.
-        self._holding = False
-        self._call_connection_made = call_connection_made
-        #: connection_made was called, or (start_tls) the application already had its
-        #: connection; either way it is owed exactly one connection_lost.
-        self._app_connected = not call_connection_made
-        self._app_lost = False          # connection_lost was scheduled
+        # The flags that are not states (see "The application's lifecycle and the flags").
         self._app_reading_paused = False
         self._app_writing_paused = False
         self._raw_writing_paused = False
         self._read_scheduled = False
-        self._eof_pending = False       # raw EOF seen while the application paused reading
-        self._app_eof_done = False      # eof_received was called
+        self._delivering = False
         self._closed_writes = 0
         self._app_protocol: asyncio.BaseProtocol = app_protocol
         self._app_buffered = is_buffered(app_protocol)
@@ -199,33 +334,32 @@ class TLSProtocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         """The peer closed its side without (or after) close_notify."""
         state = self._state
-        if state is _State.HANDSHAKE:
+        if state is _HANDSHAKE:
             # asyncio and uvloop fail the handshake with a bare ConnectionResetError().
             self._fail_handshake(ConnectionResetError())
-        elif state is _State.WRAPPED and self._shutdown_after_backlog:
-            self._state = _State.CLOSED     # closed by the application; nothing more to send
-        elif state is _State.WRAPPED:
+        elif state is _WRAPPED or state is _EOF_HELD:
             if self._app_reading_paused or self._read_scheduled:
                 # Plaintext may still wait in the BIOs: keep the raw transport open until
                 # the application resumes reading and has had it, then deliver the EOF.
-                self._eof_pending = True
+                self._state = _EOF_HELD
                 return True
             self._deliver_raw_eof()
         else:
-            self._state = _State.CLOSED
+            self._state = _CLOSED
         # Returning None lets the raw transport close itself: TLS has no half-close.
         return None
 
     def _deliver_raw_eof(self) -> None:
+        """What the BIOs still hold, then eof_received (unless that ended the connection)."""
         self._read_app_data()
-        if self._state is _State.WRAPPED:
-            self._state = _State.CLOSED
+        if self._state in _DATA_STATES:
+            self._state = _CLOSED
             self._app_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
-        self._state = _State.CLOSED
-        self._pending_writes.clear()
+        self._state = _CLOSED
+        self._drop_held_writes()
         self._mark_app_closed()
         # Whatever ended it, a handshake still awaited must not be awaited forever.
         self._wake_waiter(exc or ConnectionResetError("Connection lost during SSL handshake"))
@@ -242,7 +376,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._raw_writing_paused = True
-        if self._app_connected:
+        if self._app_phase is not _App.WAITING:
             self._pause_app_writing()
 
     def resume_writing(self) -> None:
@@ -280,7 +414,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
             return
         self._extra.update(peercert=peercert, cipher=sslobj.cipher(),
                            compression=sslobj.compression(), ssl_object=sslobj)
-        self._state = _State.WRAPPED
+        self._state = _WRAPPED
         if self._loop.get_debug():
             took = self._loop.time() - self._handshake_started
             logger.debug("%r: SSL handshake took %.1f ms", self, took * 1e3)
@@ -291,10 +425,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
                 self._fail_handshake(exc)
                 return
         self._flush()
-        if not self._app_connected:
-            self._app_connected = True
-            if self._call_connection_made:
-                self._app_protocol.connection_made(self.app_transport)
+        if self._app_phase is _App.WAITING:
+            self._app_phase = _App.CONNECTED
+            self._app_protocol.connection_made(self.app_transport)
             if self._raw_writing_paused:
                 self._pause_app_writing()
         self._wake_waiter(None)
@@ -310,7 +443,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
     def _fail_handshake(self, exc: BaseException) -> None:
         """End the connection: send OpenSSL's alert if it wrote one, then close."""
         self._cancel_timers()
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._mark_app_closed()
         transport = self._transport
         if transport is not None:
@@ -328,12 +461,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _on_handshake_timeout(self) -> None:
         self._handshake_timer = None
-        if self._state is not _State.HANDSHAKE:
+        if self._state is not _HANDSHAKE:
             return
         exc = ConnectionAbortedError(
             f"SSL handshake is taking longer than {self._handshake_timeout} seconds: "
             f"aborting the connection")
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._mark_app_closed()
         if self._transport is not None:
             self._transport.abort()
@@ -353,16 +486,16 @@ class TLSProtocol(asyncio.BufferedProtocol):
     def _process_incoming(self) -> None:
         try:
             state = self._state
-            if state is _State.WRAPPED:
-                if self._shutdown_after_backlog:
-                    self._finish_backlog()
-                elif not self._app_reading_paused and not self._read_scheduled:
+            if state is _WRAPPED or state is _EOF_HELD:
+                if not self._app_reading_paused and not self._read_scheduled:
                     self._read_app_data()
-            elif state is _State.HANDSHAKE:
+            elif state is _HANDSHAKE:
                 if self._transport is not None:
                     self._do_handshake()
-            elif state is _State.SHUTDOWN:
+            elif state is _SHUTDOWN:
                 self._continue_shutdown()
+            elif state is _FLUSHING:
+                self._finish_backlog()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -371,7 +504,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
             self._fatal_error(exc, "Fatal error on SSL protocol")
 
     def _finish_backlog(self) -> None:
-        """After close(), while a renegotiation holds writes back: drive it to the end."""
+        """FLUSHING: drive the renegotiation until the held writes are out."""
         try:
             peer_closed = self._drain_until_close_notify()   # the application closed
             if not peer_closed:
@@ -383,40 +516,38 @@ class TLSProtocol(asyncio.BufferedProtocol):
         if peer_closed:
             self._close_raw(None)
         elif not self._pending_writes:
-            self._shutdown_after_backlog = False
-            self._start_shutdown()
+            self._shutdown()
 
     def _read_app_data(self) -> None:
         """Decrypt everything the incoming BIO holds and hand it to the application."""
-        self._holding = True
+        self._delivering = True
         try:
             if self._app_buffered:
                 eof = self._read_into_app_buffers()
             else:
                 eof = self._read_copied()
-            if self._pending_writes and self._state is _State.WRAPPED:
+            if self._pending_writes and self._state in _DATA_STATES:
                 # What was read may be the handshake message a renegotiation waited for.
                 self._write_backlog()
         except ssl.SSLError as exc:
-            self._holding = False
+            self._delivering = False
             self._fatal_error(exc, "Fatal error on SSL protocol")
             return
         except BaseException:
-            self._holding = False
+            self._delivering = False
             raise
-        self._holding = False
-        if self._close_notify_owed:
-            # The application called close() from inside data_received: what it wrote
-            # before is in the outgoing BIO, ahead of the close_notify sent now.
-            self._close_notify_owed = False
+        self._delivering = False
+        state = self._state
+        if state is _SHUTDOWN:
+            # The application called close() from inside data_received, and the close_notify
+            # is owed: what it wrote before is in the outgoing BIO, ahead of the one sent now.
             self._send_close_notify()
         elif eof:
             self._app_eof()
             self._start_shutdown()
-        elif self._shutdown_after_backlog and not self._pending_writes:
-            self._shutdown_after_backlog = False
+        elif state is _FLUSHING and not self._pending_writes:
             self._flush()
-            self._start_shutdown()
+            self._shutdown()
         else:
             self._flush()
 
@@ -447,17 +578,17 @@ class TLSProtocol(asyncio.BufferedProtocol):
             if filled == size:
                 self._app_protocol.data_received(view.tobytes())
                 filled = 0
-                if self._app_reading_paused or self._state is not _State.WRAPPED:
+                if self._app_reading_paused or self._state not in _DATA_STATES:
                     return False
         if filled:
             self._app_protocol.data_received(view[:filled].tobytes())
-        return eof and self._state is _State.WRAPPED
+        return eof and self._state in _DATA_STATES
 
     def _read_into_app_buffers(self) -> bool:
         """BufferedProtocol: decrypt straight into the application's buffers."""
         protocol = self._app_protocol
         read = self._sslobj.read
-        while not self._app_reading_paused and self._state is _State.WRAPPED:
+        while not self._app_reading_paused and self._state in _DATA_STATES:
             buf = memoryview(protocol.get_buffer(-1))  # type: ignore[attr-defined]
             size = buf.nbytes
             if not size:
@@ -479,7 +610,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
             if filled:
                 protocol.buffer_updated(filled)  # type: ignore[attr-defined]
             if eof:
-                return self._state is _State.WRAPPED
+                return self._state in _DATA_STATES
             if filled < size:
                 return False
         return False
@@ -490,9 +621,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
         Also on the side that closed first, when the peer's answering close_notify arrives:
         the standard loop does that too, and protocols written for it count on it.
         """
-        if not self._app_connected or self._app_lost or self._app_eof_done:
+        if self._app_phase is not _App.CONNECTED:
             return
-        self._app_eof_done = True
+        self._app_phase = _App.EOF
         try:
             keep_open = self._app_protocol.eof_received()
         except (SystemExit, KeyboardInterrupt):
@@ -507,9 +638,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         state = self._state
-        if self._shutdown_after_backlog:
-            state = _State.SHUTDOWN     # close() was called: later writes are dropped
-        if state is _State.WRAPPED:
+        if state is _WRAPPED or state is _EOF_HELD:
             if self._pending_writes:
                 self._queue_write(data)     # behind what a renegotiation holds back
                 return
@@ -523,12 +652,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
             except ssl.SSLError as exc:
                 self._fatal_error(exc, "Fatal error on SSL protocol")
                 return
-            if not self._holding:
+            if not self._delivering:
                 self._flush()
-        elif state is _State.HANDSHAKE:
+        elif state is _HANDSHAKE:
             self._queue_write(data)
         else:
-            if self._closed_writes >= _LOG_CLOSED_WRITES_AFTER:
+            if self._closed_writes >= WRITES_AFTER_LOSS_BEFORE_WARNING:
                 logger.warning("SSL connection is closed")
             self._closed_writes += 1
 
@@ -537,7 +666,8 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._pending_size += len(data)
         # Bytes held back count toward the application's write limits, as buffered ones do.
         transport = self._transport
-        if (transport is not None and self._app_connected and not self._app_writing_paused
+        if (transport is not None and self._app_phase is not _App.WAITING
+                and not self._app_writing_paused
                 and self._pending_size > transport.get_write_buffer_limits()[1]):
             self._pause_app_writing()
 
@@ -556,6 +686,10 @@ class TLSProtocol(asyncio.BufferedProtocol):
             self._app_writing_paused = False
             flow.notify(self._loop, self.app_transport, self._app_protocol, "resume_writing")
 
+    def _drop_held_writes(self) -> None:
+        self._pending_writes.clear()
+        self._pending_size = 0
+
     def _flush(self) -> None:
         """Hand all ciphertext OpenSSL produced to the raw transport in one write."""
         if self._outgoing.pending:
@@ -567,41 +701,40 @@ class TLSProtocol(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ closing
 
     def _start_shutdown(self) -> None:
-        """Send close_notify; the raw transport closes when the peer answers with its own."""
+        """close(), or the peer's close_notify read: send ours, after any held writes."""
         state = self._state
         self._mark_app_closed()
-        if state is _State.HANDSHAKE:
+        if state is _HANDSHAKE:
             self._abort(None)
-            return
-        if state is not _State.WRAPPED:
-            return
-        if self._shutdown_timer is None:
-            self._shutdown_timer = self._loop.call_later(
-                self._shutdown_timeout, self._on_shutdown_timeout)
-        if self._pending_writes:
-            # A renegotiation holds writes back: close_notify goes after them (see
-            # _read_app_data), within the same shutdown timeout.
-            self._shutdown_after_backlog = True
-            if self._transport is not None and self._app_reading_paused:
-                self._transport.resume_reading()
-            return
-        if self._eof_pending:
+        elif state is _EOF_HELD:
             # The peer already closed its side (no close_notify will come): what the
             # application never read is dropped, and the connection ends now.
-            self._eof_pending = False
+            self._drop_held_writes()
             self._flush()
-            self._state = _State.SHUTDOWN
             self._send_close_notify_only()
             self._close_raw(None)
-            return
-        self._state = _State.SHUTDOWN
+        elif state is _WRAPPED or state is _FLUSHING:
+            if self._shutdown_timer is None:
+                self._shutdown_timer = self._loop.call_later(
+                    self._shutdown_timeout, self._on_shutdown_timeout)
+            if not self._pending_writes:
+                self._shutdown()
+                return
+            # A renegotiation holds writes back: close_notify goes after them (see
+            # _finish_backlog), within the same shutdown timeout.
+            self._state = _FLUSHING
+            if self._transport is not None and self._app_reading_paused:
+                self._transport.resume_reading()
+
+    def _shutdown(self) -> None:
+        """Nothing is held back: our close_notify goes out, then we wait for the peer's."""
+        self._state = _SHUTDOWN
         if self._transport is not None and self._app_reading_paused:
             # The peer's close_notify has to be read even if the application stopped reading.
             self._transport.resume_reading()
-        if self._holding:
-            self._close_notify_owed = True
-            return
-        self._send_close_notify()
+        if not self._delivering:
+            self._send_close_notify()
+        # else: close() came from inside data_received; _read_app_data sends it on return.
 
     def _send_close_notify_only(self) -> None:
         try:
@@ -656,7 +789,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _close_raw(self, exc: BaseException | None) -> None:
         self._cancel_timers()
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         transport = self._transport
         if transport is None:
             return
@@ -669,17 +802,14 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _on_shutdown_timeout(self) -> None:
         self._shutdown_timer = None
-        if self._state is _State.SHUTDOWN or self._shutdown_after_backlog:
+        if self._state is _SHUTDOWN or self._state is _FLUSHING:
             self._abort(TimeoutError("SSL shutdown timed out"))
 
     def _abort(self, exc: BaseException | None) -> None:
         self._cancel_timers()
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._mark_app_closed()
-        self._pending_writes.clear()
-        self._pending_size = 0
-        self._shutdown_after_backlog = False
-        self._close_notify_owed = False
+        self._drop_held_writes()
         if self._transport is not None:
             if exc is not None:
                 # The raw transport reports None on abort(); the application hears why.
@@ -688,8 +818,9 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _app_connection_lost(self, exc: BaseException | None) -> None:
         """The one place the application's connection_lost is scheduled: at most once."""
-        if self._app_connected and not self._app_lost:
-            self._app_lost = True
+        phase = self._app_phase
+        if phase is _App.CONNECTED or phase is _App.EOF:
+            self._app_phase = _App.LOST
             # In the connection's context, like every other callback the application gets
             # (they all come from the raw transport's callbacks).
             context = getattr(self._transport, "_context", None)
@@ -720,15 +851,15 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _pause_reading(self) -> None:
         self._app_reading_paused = True
-        if self._transport is not None and self._state is _State.WRAPPED:
+        if self._transport is not None and self._state in _DATA_STATES:
             self._transport.pause_reading()
 
     def _resume_reading(self) -> None:
         if not self._app_reading_paused:
             return
         self._app_reading_paused = False
-        if (self._transport is not None and self._state is _State.WRAPPED
-                and not self._eof_pending):
+        state = self._state
+        if self._transport is not None and (state is _WRAPPED or state is _FLUSHING):
             self._transport.resume_reading()
         # Plaintext may already sit in the BIOs; deliver it from a fresh callback, as a
         # resumed raw transport would, not from inside the caller's resume_reading().
@@ -744,10 +875,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def _read_after_resume(self) -> None:
         self._read_scheduled = False
-        if self._state is not _State.WRAPPED or self._app_reading_paused:
+        state = self._state
+        if state not in _DATA_STATES or self._app_reading_paused:
             return
         try:
-            if self._eof_pending:
+            if state is _EOF_HELD:
                 self._deliver_raw_eof()
                 if self._transport is not None:
                     self._transport.close()
@@ -819,7 +951,8 @@ class SSLTransport(asyncio.Transport):
 
     def is_reading(self) -> bool:
         tls = self._tls
-        return not tls._app_reading_paused and tls._state in (_State.HANDSHAKE, _State.WRAPPED)
+        state = tls._state
+        return not tls._app_reading_paused and (state is _HANDSHAKE or state in _DATA_STATES)
 
     def pause_reading(self) -> None:
         self._tls._pause_reading()
