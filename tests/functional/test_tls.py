@@ -1,4 +1,4 @@
-"""TLS over ssl.MemoryBIO (conveyor/transports/tls.py) with real sockets and real certificates.
+"""TLS over ssl.MemoryBIO (conveyor/transports/tls/) with real sockets and real certificates.
 
 A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate are
 made once per session with the `cryptography` package. Every test runs on stock asyncio's

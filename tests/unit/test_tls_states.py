@@ -1,4 +1,4 @@
-"""The TLS state table's rarer states, driven step by step (conveyor/transports/tls.py).
+"""The TLS state table's rarer states, driven step by step (conveyor/transports/tls/).
 
 FLUSHING (close() while a TLS 1.2 renegotiation holds writes back) and EOF_HELD (the peer's
 TCP EOF while the application is not reading) depend on timing that real sockets rarely
