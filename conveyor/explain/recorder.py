@@ -37,6 +37,8 @@ __all__ = ["STEP_LIMIT", "Recording", "LoopRecorder", "TooManySteps"]
 
 #: More steps than this and the replay stops being readable (and the page heavy).
 STEP_LIMIT = 5000
+#: A callback that runs this long (seconds) is called out as blocking the loop.
+BLOCKED = 0.1
 #: Source lines kept either side of every line a step points at.
 CONTEXT = 3
 
@@ -68,6 +70,7 @@ class Recording:
         self._thread = threading.get_ident()
         self._recorders: dict[int, LoopRecorder] = {}
         self._labels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._futures_seen = 0
         self._order: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stop_watching: Callable[[], None] | None = None
         self._real_stdout: Any = None
@@ -131,7 +134,8 @@ class Recording:
             try:
                 found = self._labels.get(obj)
                 if found is None:
-                    found = self._labels[obj] = f"Future #{len(self._labels) + 1}"
+                    self._futures_seen += 1
+                    found = self._labels[obj] = f"Future #{self._futures_seen}"
                 return found
             except TypeError:  # a future type that cannot be weakly referenced
                 return type(obj).__name__
@@ -280,6 +284,9 @@ class LoopRecorder(Instrument):
         self._running = None
         recording = self._recording
         back = "back in the loop: it takes the next callback, or polls when none is left"
+        if took >= BLOCKED:
+            back = (f"back in the loop after {took:.3f} s: the loop was blocked all that "
+                    f"time, nothing else could run (timers came due late)")
         if task is not None:
             name = recording.label(task)
             if task.done():
@@ -289,26 +296,38 @@ class LoopRecorder(Instrument):
                           ["Task", f"{name} is done: whoever awaits it gets a wake-up queued"],
                           ["event loop", back], ["poller", self._poller_text()]]
             else:
-                stack = self._chain(task)
-                waiter = getattr(task, "_fut_waiter", None)
-                awaits = recording.label(waiter) if waiter is not None else "nothing (yield)"
-                inner = stack[-1] if stack else None
-                what = f"{name} stops at an await and waits for {awaits}"
-                if inner:
-                    what += f" (line {inner['line']} of {inner['name']})"
-                layers = [["coroutine", (f"{inner['name']} suspends at `await` on line "
-                                         f"{inner['line']}, handing {awaits} to its Task")
-                           if inner else "suspended"],
-                          ["Task", f"{name} parks on {awaits}: when it is done, a wake-up "
-                                   f"of the task joins the ready queue"],
-                          ["event loop", back], ["poller", self._poller_text()]]
+                what, stack, layers = self._paused(task, name, took, back)
         else:
             what = f"{_callback_label(handle)} returned after {took * 1000:.2f} ms"
             stack = []
             layers = [["coroutine", "- (a plain callback: no coroutine)"],
                       ["Task", "- (no task)"], ["event loop", back],
                       ["poller", self._poller_text()]]
+        if took >= BLOCKED:
+            what += " - it blocked the loop"
         self._record("return", what, stack, layers, self._loop._snapshot_queue(), task)
+
+    def _paused(self, task: asyncio.Task, name: str, took: float,
+                back: str) -> tuple[str, list[dict[str, Any]], list[list[str]]]:
+        """What a task step that stopped at an ``await`` did: the talk's key moment."""
+        stack = self._chain(task)
+        inner = stack[-1] if stack else None
+        at = f"{inner['name']}, line {inner['line']}" if inner else "its coroutine"
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is not None:
+            awaits = self._recording.label(waiter)
+            what = f"{name} stops at an await and waits for {awaits} ({at})"
+            coroutine = f"{at}: `await` suspends the coroutine and hands {awaits} up to its Task"
+            task_text = (f"{name} parks on {awaits}; when {awaits} is done, its callback "
+                         f"queues a wake-up of {name}")
+        else:
+            what = f"{name} yields with no future (as asyncio.sleep(0) does) ({at})"
+            coroutine = f"{at}: a bare yield suspends the coroutine"
+            task_text = f"{name} queues its own next step at once, at the back of the ready queue"
+        what += f"; the step ran {took * 1000:.2f} ms"
+        layers = [["coroutine", coroutine], ["Task", task_text], ["event loop", back],
+                  ["poller", self._poller_text()]]
+        return what, stack, layers
 
     # ------------------------------------------------------------------ steps
 
