@@ -180,9 +180,9 @@ class Recording:
         if recorder is None:
             self.add_step({"k": "print", "t": self.now(), "what": what, "stack": stack,
                            "queue": [], "timers": [], "tasks": [], "kernel": None,
-                           "layers": _layers_outside_loop(stack), "out": index})
+                           "layers": _layers_outside_loop(stack)})
         else:
-            recorder.print_step(what, stack, index)
+            recorder.print_step(what, stack)
 
     def _stack_from(self, frame: Any) -> list[dict[str, Any]]:
         """The program's frames, outermost first, up to the loop (or the script's start)."""
@@ -217,6 +217,9 @@ class LoopRecorder(Instrument):
             self._loop = None
 
     def _check(self) -> None:
+        """Past the limit, end the program: only from before_poll, where nothing has been
+        taken off the ready queue (a task whose step was dropped could never be cancelled,
+        and the runner's cleanup would wait for it forever)."""
         if self._recording.refused:
             for recorder in list(self._recording._recorders.values()):
                 recorder.detach()
@@ -252,7 +255,6 @@ class LoopRecorder(Instrument):
         self._record("poll", what, [], layers, snapshot)
 
     def before_callback(self, handle: Any, task: asyncio.Task | None) -> None:
-        self._check()
         self._callbacks += 1
         self._running = task
         recording = self._recording
@@ -331,7 +333,7 @@ class LoopRecorder(Instrument):
 
     # ------------------------------------------------------------------ steps
 
-    def print_step(self, what: str, stack: list[dict[str, Any]], out: int) -> None:
+    def print_step(self, what: str, stack: list[dict[str, Any]]) -> None:
         task = self._running
         inner = stack[-1] if stack else None
         layers = [["coroutine", f"{inner['name']}, line {inner['line']}" if inner else "-"],
@@ -340,12 +342,11 @@ class LoopRecorder(Instrument):
                   ["event loop", f"iteration {self._iteration}: running callback "
                                  f"{self._callbacks}; the loop waits for it to return"],
                   ["poller", self._poller_text()]]
-        self._record("print", what, stack, layers, self._loop._snapshot_queue(), task,
-                     out=out)
+        self._record("print", what, stack, layers, self._loop._snapshot_queue(), task)
 
     def _record(self, kind: str, what: str, stack: list[dict[str, Any]],
-                layers: list[list[str]], snapshot: Any, task: asyncio.Task | None = None,
-                **extra: Any) -> None:
+                layers: list[list[str]], snapshot: Any,
+                task: asyncio.Task | None = None) -> None:
         recording = self._recording
         if recording.refused:
             return
@@ -363,7 +364,6 @@ class LoopRecorder(Instrument):
                 "kernel": self._kernel, "layers": layers}
         if task is not None:
             step["task"] = recording.label(task)
-        step.update(extra)
         recording.add_step(step)
 
     def _chain(self, task: asyncio.Task) -> list[dict[str, Any]]:
