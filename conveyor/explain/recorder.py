@@ -252,7 +252,9 @@ class LoopRecorder(Instrument):
                                  f"asks the poller what is ready"],
                   ["poller", f"{snapshot.poller}.poll({_seconds(timeout)}) slept "
                              f"{slept:.3f} s, {len(ready)} fd(s) ready"]]
-        self._record("poll", what, [], layers, snapshot)
+        # The timers as the loop saw them when it went to sleep: the soonest one is what
+        # the timeout was computed from.
+        self._record("poll", what, [], layers, snapshot, now=self._poll_started)
 
     def before_callback(self, handle: Any, task: asyncio.Task | None) -> None:
         self._callbacks += 1
@@ -331,6 +333,9 @@ class LoopRecorder(Instrument):
                   ["poller", self._poller_text()]]
         return what, stack, layers
 
+    def task_created(self, task: asyncio.Task) -> None:
+        self._recording.task_order(task)  # the tasks panel lists tasks in creation order
+
     # ------------------------------------------------------------------ steps
 
     def print_step(self, what: str, stack: list[dict[str, Any]]) -> None:
@@ -346,11 +351,12 @@ class LoopRecorder(Instrument):
 
     def _record(self, kind: str, what: str, stack: list[dict[str, Any]],
                 layers: list[list[str]], snapshot: Any,
-                task: asyncio.Task | None = None) -> None:
+                task: asyncio.Task | None = None, now: float | None = None) -> None:
         recording = self._recording
         if recording.refused:
             return
-        now = _clock()
+        if now is None:
+            now = _clock()
         tasks = self._tasks(snapshot)
         waiting = {task_["awaits_id"]: task_["name"] for task_ in tasks if task_["awaits_id"]}
         step = {"k": kind, "t": recording.now(), "loop": self._number,

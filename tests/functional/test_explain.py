@@ -233,3 +233,27 @@ def test_page_steps_through_one_three_two(order_page):
     assert at_two["stack"].lstrip().startswith("_say_then_finish _talk.py:")
     assert "(empty)" in at_two["queue"]
     assert "epoll" in at_two["kernel"] or "poll" in at_two["kernel"]
+
+
+@needs_chromium
+def test_page_controls_step_back_keys_and_jump(order_page, tmp_path):
+    """The buttons, the keys and the time jump, driven by a script appended to a copy."""
+    data = page_data(order_page)
+    two_at = printed(data, "Two")["t"]
+    driver = f"""<script>
+      const click = id => document.getElementById(id).click();
+      click("step"); click("step"); click("step"); click("back");
+      document.dispatchEvent(new KeyboardEvent("keydown", {{key: "ArrowRight"}}));
+      const after_keys = document.body.dataset.step;
+      document.getElementById("time").value = "{two_at}";
+      click("jump");
+      document.body.dataset.afterKeys = after_keys;
+    </script></body>"""
+    page = tmp_path / "driven.html"
+    page.write_text(order_page.read_text().replace("</body>", driver))
+    proc = chromium("--dump-dom", page.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'data-after-keys="4"' in proc.stdout  # 1 +3 -1 +1
+    jumped = int(re.search(r'data-step="(\d+)"', proc.stdout).group(1))
+    assert data["steps"][jumped - 1]["t"] >= two_at
+    assert jumped <= printed(data, "Two")["n"] + 1
