@@ -7,8 +7,9 @@
 3. If this conveyor has the tracer, a timeline of the concurrent move, to open in a browser.
 
 It takes a few seconds (``--quick``: under one). ``--explain`` instead writes the page that
-replays the ordering example step by step (``python -m conveyor explain``), and nothing else. The examples themselves live in
-:mod:`conveyor._talk`, shared with the scripts in ``examples/``.
+replays the ordering example step by step (``python -m conveyor explain``), and nothing else.
+The examples themselves live in :mod:`conveyor._talk`, shared with the scripts in
+``examples/``.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from typing import Any, Callable
 
 from ..contract import LoopInternals
 from ..core import LOOP_CODES, on_new_loop
-from ..observe.hooks import Instrument, add_instrument, peek_exception, remove_instrument, task_of
+from ..observe.hooks import (Instrument, add_instrument, peek_exception, remove_instrument,
+                              task_of)
 from ..observe.sites import callback_site, coroutine_name, function_of
 from ..observe.taskdump import await_frames
 
@@ -268,9 +269,10 @@ class LoopRecorder(Instrument):
             stack = self._chain(task)
             inner = stack[-1] if stack else None
             kind = "wake-up" if _callback_name(handle) in _WAKEUP_NAMES else "step"
-            what = f"runs a {kind} of {recording.label(task)} ({coroutine_name(task.get_coro())})"
+            coro = coroutine_name(task.get_coro())
+            what = f"runs a {kind} of {recording.label(task)} ({coro})"
             coroutine = (f"{inner['name']} resumes at line {inner['line']}" if inner
-                         else coroutine_name(task.get_coro()))
+                         else coro)
             layers = [["coroutine", coroutine],
                       ["Task", f"{recording.label(task)}: its step sends into the coroutine, "
                                f"which runs until its next await"],
@@ -321,13 +323,15 @@ class LoopRecorder(Instrument):
         if waiter is not None:
             awaits = self._recording.label(waiter)
             what = f"{name} stops at an await and waits for {awaits} ({at})"
-            coroutine = f"{at}: `await` suspends the coroutine and hands {awaits} up to its Task"
+            coroutine = (f"{at}: `await` suspends the coroutine and hands {awaits} up to "
+                         f"its Task")
             task_text = (f"{name} parks on {awaits}; when {awaits} is done, its callback "
                          f"queues a wake-up of {name}")
         else:
             what = f"{name} yields with no future (as asyncio.sleep(0) does) ({at})"
             coroutine = f"{at}: a bare yield suspends the coroutine"
-            task_text = f"{name} queues its own next step at once, at the back of the ready queue"
+            task_text = (f"{name} queues its own next step at once, at the back of the "
+                         f"ready queue")
         what += f"; the step ran {took * 1000:.2f} ms"
         layers = [["coroutine", coroutine], ["Task", task_text], ["event loop", back],
                   ["poller", self._poller_text()]]
