@@ -189,10 +189,10 @@ class Recording:
         """The program's frames, outermost first, up to the loop (or the script's start)."""
         frames = []
         while frame is not None and frame.f_code not in LOOP_CODES:
-            filename = frame.f_code.co_filename
-            if filename.endswith("runpy.py"):
-                break
-            frames.append(self.frame(frame.f_code.co_qualname, filename, frame.f_lineno))
+            if frame.f_globals.get("__name__") == "runpy":
+                break  # what ran the script (run_as_main, python -m): not the program's
+            frames.append(self.frame(frame.f_code.co_qualname, frame.f_code.co_filename,
+                                     frame.f_lineno))
             frame = frame.f_back
         frames.reverse()
         return frames

@@ -175,6 +175,10 @@ def test_move_async_page_shows_batches_waiting_together(tmp_path):
         "Task-2", "Task-3", "Task-4"]
     # and the loop sleeps in the kernel until the first is due
     assert any(step["k"] == "poll" and step["kernel"]["timeout"] > 0.01 for step in steps)
+    # the last line is printed after the loop has finished: the script's own frames only
+    last = steps[-1]
+    assert last["k"] == "print" and last["kernel"] is None
+    assert [frame["name"] for frame in last["stack"]] == ["<module>", "main"]
 
 
 def test_demo_offers_and_writes_the_ordering_page(tmp_path):
