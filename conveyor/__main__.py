@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("conveyor.cli_run", "run a script or module under the conveyor loop"),
     "trace": ("conveyor.cli_trace", "run a program and record a timeline of the loop"),
+    "explain": ("conveyor.explain.cli", "replay a short program step by step in a page"),
     "top": ("conveyor.cli_top", "watch a running program's loop live (its console)"),
     "bench": ("conveyor.bench", "benchmark conveyor against asyncio and uvloop"),
     "demo": ("conveyor.demo", "show the loop at work"),

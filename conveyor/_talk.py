@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 __all__ = ["Move", "move_batch", "move_sequentially", "move_concurrently",
-           "order_call_soon", "order_call_later", "order_task", "ORDER_EXAMPLES"]
+           "order_call_soon", "order_call_later", "order_task", "ORDER_EXAMPLES",
+           "order_all"]
 
 Say = Callable[[str], None]
 
@@ -133,3 +134,10 @@ ORDER_EXAMPLES: list[tuple[str, Callable[[Say], Awaitable[None]]]] = [
     ("loop.call_later(0, ...)", order_call_later),
     ("asyncio.create_task", order_task),
 ]
+
+
+async def order_all(say: Say = print) -> None:
+    """The three ways in turn, each under its heading (examples/order.py, the explain demo)."""
+    for label, example in ORDER_EXAMPLES:
+        say(f"-- {label}")
+        await example(say)

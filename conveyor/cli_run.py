@@ -97,32 +97,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
-                watchdog: float | None, debug: bool, dump_signal: bool,
-                console: bool = False) -> int:
-    """Run the program ``ns`` names with the requested observers; returns an exit status."""
-    program = list(ns.program)
-    if ns.module is None and not program:
-        print("conveyor: no script given (python -m conveyor run [options] app.py ...)",
+def has_program(ns: argparse.Namespace, command: str) -> bool:
+    """True if ``ns`` names a script or module; else say so on stderr."""
+    if ns.module is None and not ns.program:
+        print(f"conveyor: no script given (python -m conveyor {command} [options] app.py ...)",
               file=sys.stderr)
-        return 2
-    install()
-    observers: list[Callable[[CoreLoop], Any]] = []
-    if debug:
-        observers.append(lambda loop: loop.set_debug(True))
-    dumps: list[Any] = []
-    if dump_signal:
-        def on_signal(loop: CoreLoop) -> None:
-            for old in dumps:
-                old.close()
-            dumps[:] = [dump_tasks_on_signal(signal.SIGUSR1, loop)]
-        observers.append(on_signal)
-    stop_observing = [on_new_loop(observer) for observer in observers]
-    if trace:
-        trace = os.path.abspath(trace)  # the program may chdir before the file is written
-    tracer = Tracer(trace, slow=slow).start() if trace else None
-    dog = Watchdog(watchdog).start() if watchdog else None
-    listening = open_console() if console else None
+        return False
+    return True
+
+
+def run_as_main(ns: argparse.Namespace) -> int:
+    """Run the script or module ``ns`` names as ``python app.py`` would; its exit status.
+
+    ``sys.argv`` and ``sys.path[0]`` are the program's while it runs and ours again after.
+    An uncaught exception prints its traceback (status 1); ``SystemExit`` gives its code
+    (a message is printed to stderr, status 1). The caller installs conveyor and whatever
+    observes the run around this call.
+    """
+    program = list(ns.program)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     status = 0
     try:
@@ -154,6 +146,35 @@ def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
+    return status
+
+
+def run_program(ns: argparse.Namespace, *, trace: str | None, slow: float,
+                watchdog: float | None, debug: bool, dump_signal: bool,
+                console: bool = False) -> int:
+    """Run the program ``ns`` names with the requested observers; returns an exit status."""
+    if not has_program(ns, "run"):
+        return 2
+    install()
+    observers: list[Callable[[CoreLoop], Any]] = []
+    if debug:
+        observers.append(lambda loop: loop.set_debug(True))
+    dumps: list[Any] = []
+    if dump_signal:
+        def on_signal(loop: CoreLoop) -> None:
+            for old in dumps:
+                old.close()
+            dumps[:] = [dump_tasks_on_signal(signal.SIGUSR1, loop)]
+        observers.append(on_signal)
+    stop_observing = [on_new_loop(observer) for observer in observers]
+    if trace:
+        trace = os.path.abspath(trace)  # the program may chdir before the file is written
+    tracer = Tracer(trace, slow=slow).start() if trace else None
+    dog = Watchdog(watchdog).start() if watchdog else None
+    listening = open_console() if console else None
+    try:
+        status = run_as_main(ns)
+    finally:
         for stop in stop_observing:
             stop()
         for dump in dumps:

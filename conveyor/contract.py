@@ -21,7 +21,7 @@ import weakref
 from contextvars import Context
 from typing import Any, Callable, Protocol
 
-from .core import Gauges
+from .core import Gauges, QueueSnapshot
 from .handles import Handle
 
 __all__ = ["LoopInternals"]
@@ -77,6 +77,10 @@ class LoopInternals(Protocol):
 
     def _gauges(self) -> Gauges:
         """Queue and table sizes now, for statistics; callable from any thread."""
+
+    def _snapshot_queue(self) -> QueueSnapshot:
+        """The ready queue's handles and the live timers (soonest first), and the poller's
+        name: a copy, for the step recorder of ``explain``. Loop thread only; not cheap."""
 
     #: The instrument fan-out (conveyor.observe.hooks.Hooks) or None: the loop calls it at
     #: fixed points of an iteration. Set by conveyor.observe.hooks only (docs/observe.md).

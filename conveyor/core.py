@@ -107,6 +107,15 @@ class Gauges(NamedTuple):
     fds: int             #: fds registered with the poller
 
 
+class QueueSnapshot(NamedTuple):
+    """What is waiting to run (`CoreLoop._snapshot_queue`), for the step recorder of
+    ``python -m conveyor explain``."""
+
+    ready: tuple          #: the ready queue's handles, next to run first (cancelled included)
+    timers: tuple         #: live timers as (deadline, handle), soonest first
+    poller: str           #: the poller backend's name ("epoll", "kqueue", "poll", "select")
+
+
 def _env_debug() -> bool:
     return sys.flags.dev_mode or (
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG")))
@@ -564,6 +573,18 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         return Gauges(ready=len(self._ready), from_threads=len(self._from_threads),
                       timers=max(len(timers.heap) - cancelled, 0),
                       cancelled_timers=cancelled, fds=len(self._interest))
+
+    def _snapshot_queue(self) -> QueueSnapshot:
+        """The ready queue and the live timers now, in the order they will run.
+
+        For teaching tools that redraw the queues at every step (explain); it copies and
+        sorts the heap, so it is never called on the loop's own path. Loop thread only.
+        """
+        timers = sorted((when, seq, handle) for when, seq, handle in self._timers.heap
+                        if not handle._cancelled)
+        return QueueSnapshot(ready=tuple(self._ready),
+                             timers=tuple((when, handle) for when, _, handle in timers),
+                             poller=self._poller.name)
 
 
 #: The code of the loop's own frames that run ready callbacks. A tool reading the loop

@@ -6,8 +6,10 @@
 2. The callback-queue order: One, Three, Two, three ways.
 3. If this conveyor has the tracer, a timeline of the concurrent move, to open in a browser.
 
-It takes a few seconds (``--quick``: under one). The examples themselves live in
-:mod:`conveyor._talk`, shared with the scripts in ``examples/``.
+It takes a few seconds (``--quick``: under one). ``--explain`` instead writes the page that
+replays the ordering example step by step (``python -m conveyor explain``), and nothing else.
+The examples themselves live in :mod:`conveyor._talk`, shared with the scripts in
+``examples/``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import sys
 
 import conveyor
 
-from ._talk import ORDER_EXAMPLES, Move, move_concurrently, move_sequentially
+from ._talk import ORDER_EXAMPLES, Move, move_concurrently, move_sequentially, order_all
 
 __all__ = ["main"]
 
 DEFAULT_TRACE = "conveyor-demo.html"
+DEFAULT_EXPLAIN = "conveyor-explain.html"
 QUICK = Move(boxes=30, batch_size=10, pack=0.02, transport=0.06, unpack=0.02)
 
 
@@ -36,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-trace", action="store_true", help="do not write a timeline")
     parser.add_argument("--quick", action="store_true",
                         help="shorter waits: the same story in under a second")
+    parser.add_argument("--explain", nargs="?", const=DEFAULT_EXPLAIN, metavar="PAGE",
+                        help="only write the page that replays the ordering example step by "
+                             f"step (default {DEFAULT_EXPLAIN}), to open in a browser")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every packing, transporting and unpacking step")
     return parser
@@ -44,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     ns = _parser().parse_args(argv)
+    if ns.explain:
+        return _explain_ordering(ns.explain)
     move = QUICK if ns.quick else Move()
     say = _indented if ns.verbose else _quiet
     tracer = None if ns.no_trace else getattr(conveyor, "trace", None)
@@ -94,6 +102,25 @@ def _ordering() -> None:
         print(f"   {label:<{width}}  {', '.join(said)}")
     print("   Scheduled work joins the back of the loop's ready queue, even with no delay:\n"
           "   it runs only after the code that is running now gives control back.")
+    print("   Watch it happen step by step: python -m conveyor demo --explain\n"
+          f"   (writes {DEFAULT_EXPLAIN}: the stack, the queue and the output at every step)")
+
+
+def _explain_ordering(page: str) -> int:
+    """The ordering example under the step recorder, written as the replay page."""
+    from .explain.page import write_page  # only now: the demo itself never pays for it
+    from .explain.recorder import Recording
+
+    recording = Recording().start()
+    try:
+        conveyor.run(order_all(print))
+    finally:
+        recording.stop()
+    write_page(page, {"command": "python -m conveyor demo --explain  (the ordering example)",
+                      **recording.to_json()})
+    print(f"\nThe explained run: {os.path.abspath(page)} - open it in a browser and step "
+          f"through it\n(the right arrow key steps; watch the ready queue when 'Three' prints).")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,14 +10,8 @@ code that is running now gives control back to the loop.
 from __future__ import annotations
 
 import conveyor
-from conveyor._talk import ORDER_EXAMPLES
-
-
-async def main() -> None:
-    for label, example in ORDER_EXAMPLES:
-        print(f"-- {label}")
-        await example(print)
+from conveyor._talk import order_all
 
 
 if __name__ == "__main__":
-    conveyor.run(main())
+    conveyor.run(order_all(print))

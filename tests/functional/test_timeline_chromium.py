@@ -5,29 +5,17 @@ artifacts/ for people to look at."""
 from __future__ import annotations
 
 import asyncio
-import html.parser
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 import conveyor
+from browser import Elements, chromium, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (apt-get install -y chromium) - the browser check "
-           "of the HTML timeline needs it")
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,600"]
+pytestmark = needs_chromium
 
 
 def blocking_callback():
@@ -44,24 +32,6 @@ async def scripted():
     b = asyncio.create_task(sleeper(0.04), name="beta")
     loop.call_later(0.005, blocking_callback)
     await asyncio.gather(a, b)
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=90,
-                              stdin=subprocess.DEVNULL)
-
-
-class Elements(html.parser.HTMLParser):
-    """Collects every element's tag and attributes from the dumped DOM."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.elements: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, {k: v or "" for k, v in attrs}))
 
 
 @pytest.fixture(scope="module")
