@@ -96,14 +96,15 @@ def _mode_setup(mode: str, loop: Any) -> Callable[[], None]:
         from ..observe import otel
         return otel.instrument(loop, tracer_provider=TracerProvider(), meter_provider=(
             MeterProvider(metric_readers=[InMemoryMetricReader()]))).close
-    if mode in ("console", "top"):
-        return _console_mode(attached=mode == "top")
+    if mode in ("console", "top", "top-left"):
+        return _console_mode(attached=mode == "top", visited=mode == "top-left")
     return lambda: None
 
 
-def _console_mode(*, attached: bool) -> Callable[[], None]:
+def _console_mode(*, attached: bool, visited: bool = False) -> Callable[[], None]:
     """The live console listening; with `attached`, a client asking for a snapshot once a
-    second, as ``python -m conveyor top`` does (its instruments installed meanwhile)."""
+    second, as ``python -m conveyor top`` does (its instruments installed meanwhile); with
+    `visited`, a client that attached and left before the run (its instruments removed)."""
     import tempfile
     import threading
 
@@ -114,6 +115,12 @@ def _console_mode(*, attached: bool) -> Callable[[], None]:
     console = Console(os.path.join(folder, "console.sock")).start()
     done = threading.Event()
     poller: threading.Thread | None = None
+    if visited:
+        with ConsoleClient(console.path) as client:
+            client.request("snapshot")
+        deadline = time.monotonic() + 5
+        while console.removals < console.installs and time.monotonic() < deadline:
+            time.sleep(0.01)  # the console removes the probe as it notices the client left
     if attached:
         client = ConsoleClient(console.path)
         client.request("tasks")  # attaches: the probe is installed before the run starts
@@ -151,7 +158,7 @@ OBSERVED_WORKLOADS: dict[str, Callable[[float], Any]] = {
     "proto_echo": lambda duration: net.proto_echo(duration=duration, warmup=0.3),
     "streams_echo": lambda duration: net.streams_echo(duration=duration, warmup=0.3),
 }
-MODES = ("bare", "plain", "stats", "watchdog", "trace", "console", "top") + (("otel",) if _has_otel_sdk() else ())
+MODES = ("bare", "plain", "stats", "watchdog", "trace", "console", "top", "top-left") + (("otel",) if _has_otel_sdk() else ())
 
 
 def measure(workload: str, mode: str, duration: float) -> tuple[float, float]:
