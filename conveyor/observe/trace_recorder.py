@@ -9,7 +9,7 @@ recorder needs no ``before_callback`` hook at all.
 The line a slow step blocked on cannot be read after the step: by then its frame has moved
 on to the next await, or is gone (an aiohttp handler returns within the step that blocked).
 `Sampler`, a thread, looks at each traced loop's running frame every ``slow / 2`` seconds
-and leaves the latest sighting on the recorder; a slow step that the sighting falls inside
+and leaves its two latest sightings on the recorder; a slow step that a sighting falls inside
 takes it as `Step.blocked_at`. Fast events pay nothing for it; the loop pays one switch of
 the GIL per sample (at most a few hundred a second).
 """
@@ -59,8 +59,10 @@ class Recorder(Instrument):
     def __init__(self, tracer: Tracer, loop_number: int, loop: Any = None) -> None:
         self._tracer = tracer
         self.loop = loop
-        #: (sampled from, sampled until, site) of the latest `Sampler` sighting, or None
-        self.sighting: tuple[float, float, Site] | None = None
+        #: The `Sampler`'s two latest sightings, older first: (from, until, site) or None.
+        #: Two, because the latest one inside a step may come after the line that blocked
+        #: (the step went on to write its response): the earliest inside the step wins.
+        self.sightings: tuple[Any, Any] = (None, None)
         self._loop_number = loop_number
         self._append = tracer._events.append
         self._slow = tracer.slow
@@ -140,10 +142,10 @@ class Recorder(Instrument):
             self._append((CALLBACK, self._loop_number, end - took, took, key))  # Callback
 
     def _seen_between(self, start: float, end: float) -> Site | None:
-        """The sampler's latest sighting if it was taken inside [start, end]."""
-        sighting = self.sighting
-        if sighting is not None and start <= sighting[0] and sighting[1] <= end:
-            return sighting[2]
+        """The earliest of the sampler's sightings taken inside [start, end], if any."""
+        for sighting in self.sightings:
+            if sighting is not None and start <= sighting[0] and sighting[1] <= end:
+                return sighting[2]
         return None
 
     def after_iteration(self) -> None:
@@ -201,5 +203,5 @@ class Sampler:
                     site = running_site(frame)
                     # The loop thread may run between these clock readings (the GIL can
                     # switch): the sighting is true anywhere inside [before, after].
-                    recorder.sighting = (before, _clock(), site)
+                    recorder.sightings = (recorder.sightings[1], (before, _clock(), site))
                 del frame
