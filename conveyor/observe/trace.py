@@ -43,9 +43,9 @@ from .trace_writers import (LOOP_TID, POLL_TID, TASK_TID_BASE, render_html, to_c
 __all__ = ["Tracer", "trace", "to_chrome", "render_html", "LOOP_TID", "POLL_TID",
            "TASK_TID_BASE", "DEFAULT_SLOW", "DEFAULT_MAX_EVENTS"]
 
-#: The sampler (trace_recorder.Sampler) looks every slow / 2 seconds, but not more often than
+#: The sampler (trace_recorder.Sampler) looks every `slow` seconds, but not more often than
 #: this (a tracer with slow=0 marks every step slow).
-MIN_SAMPLE_INTERVAL = 0.005
+MIN_SAMPLE_INTERVAL = 0.01
 
 #: About 140 bytes per recorded event: the default ring holds ~70 MB at most.
 DEFAULT_MAX_EVENTS = 500_000
@@ -93,7 +93,7 @@ class Tracer:
         self._recorders[loop] = recorder
         add_instrument(recorder, loop)
         if self._sampler is None:
-            self._sampler = Sampler(self._recorders, max(self.slow / 2, MIN_SAMPLE_INTERVAL))
+            self._sampler = Sampler(self._recorders, max(self.slow, MIN_SAMPLE_INTERVAL))
 
     def detach(self, loop: LoopInternals) -> None:
         recorder = self._recorders.pop(loop, None)

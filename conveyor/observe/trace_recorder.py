@@ -8,10 +8,11 @@ recorder needs no ``before_callback`` hook at all.
 
 The line a slow step blocked on cannot be read after the step: by then its frame has moved
 on to the next await, or is gone (an aiohttp handler returns within the step that blocked).
-`Sampler`, a thread, looks at each traced loop's running frame every ``slow / 2`` seconds
+`Sampler`, a thread, looks at each traced loop's running frame every ``slow`` seconds
 and leaves its two latest sightings on the recorder; a slow step that a sighting falls inside
 takes it as `Step.blocked_at`. Fast events pay nothing for it; the loop pays one switch of
-the GIL per sample (at most a few hundred a second).
+the GIL per sample (at most 100 a second: on a loop busy with nothing but tiny callbacks,
+about 3 % of its rate in ``python -m conveyor.bench.observe --only callbacks``).
 """
 
 from __future__ import annotations

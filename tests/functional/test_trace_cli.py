@@ -188,6 +188,6 @@ def test_trace_of_an_aiohttp_server(tmp_path):
     slow = [e["name"] for e in data["traceEvents"]
             if e["ph"] == "X" and e["tid"] == 2 and e["args"].get("slow")]
     named = slow.count(f"slow() app.py:{blocks}")
-    # Each handler's step is seen by the sampler (every 5 ms, in a 50 ms step); allow a
+    # Each handler's step is seen by the sampler (every 10 ms, in a 50 ms step); allow a
     # miss or two on a machine too loaded to run the sampler thread in time.
     assert named >= requests - 2, slow
