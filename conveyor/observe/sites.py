@@ -4,7 +4,9 @@ Statistics, the tracer, the OpenTelemetry export and the console all report slow
 and task steps; a reader must see the same name and line in each of them. A task step is
 named by the task's coroutine at the line it is suspended at now (its first line once it
 has finished, since a finished coroutine has no frame); any other callback by its function
-(through functools.partial and bound methods) at its first line.
+(through functools.partial and bound methods) at its first line. A stack caught running
+(the tracer's sampler) is named by its innermost frame in the program's own code
+(`running_site`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Common fields: ``kind`` is the tag (the constants below), ``loop`` numbers the t
 (1, 2, ... in the order the tracer met them; the Chrome "pid"), times are
 ``time.monotonic()`` seconds, ``task`` is the tracer's serial number for a task (its lane).
 Events store keys, not text (a code object, a serial number): names and source locations are
-made at write time.
+made at write time. The exception is a slow step's `Site`s (sites.py): they must be read
+while the frames exist, and slow steps are few.
 """
 
 from __future__ import annotations
