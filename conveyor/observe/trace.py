@@ -35,12 +35,16 @@ from ..contract import LoopInternals
 from ..core import on_new_loop
 from .hooks import add_instrument, open_loops, remove_instrument, running_conveyor_loop
 from .trace_events import DEFAULT_SLOW
-from .trace_recorder import Recorder
+from .trace_recorder import Recorder, Sampler
 from .trace_writers import (LOOP_TID, POLL_TID, TASK_TID_BASE, render_html, to_chrome,
                             write_file)
 
 __all__ = ["Tracer", "trace", "to_chrome", "render_html", "LOOP_TID", "POLL_TID",
            "TASK_TID_BASE", "DEFAULT_SLOW", "DEFAULT_MAX_EVENTS"]
+
+#: The sampler (trace_recorder.Sampler) looks every `slow` seconds, but not more often than
+#: this (a tracer with slow=0 marks every step slow).
+MIN_SAMPLE_INTERVAL = 0.01
 
 #: About 140 bytes per recorded event: the default ring holds ~70 MB at most.
 DEFAULT_MAX_EVENTS = 500_000
@@ -70,6 +74,7 @@ class Tracer:
         self._next_serial = 0
         self._origin = _clock()
         self._unwatch: Callable[[], None] | None = None
+        self._sampler: Sampler | None = None
 
     def _new_serial(self) -> int:
         self._next_serial += 1
@@ -83,15 +88,20 @@ class Tracer:
             return
         if loop not in self._loops:
             self._loops.append(loop)
-        recorder = Recorder(self, self._loops.index(loop) + 1)
+        recorder = Recorder(self, self._loops.index(loop) + 1, loop)
         self._recorders[loop] = recorder
         add_instrument(recorder, loop)
+        if self._sampler is None:
+            self._sampler = Sampler(self._recorders, max(self.slow, MIN_SAMPLE_INTERVAL))
 
     def detach(self, loop: LoopInternals) -> None:
         recorder = self._recorders.pop(loop, None)
         if recorder is not None:
             remove_instrument(recorder, loop)
             recorder.finish()
+        if not self._recorders and self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
 
     def start(self) -> "Tracer":
         """Record the running loop, if any, and every conveyor loop created from now on."""

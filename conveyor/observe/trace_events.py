@@ -17,19 +17,23 @@ Common fields: ``kind`` is the tag (the constants below), ``loop`` numbers the t
 (1, 2, ... in the order the tracer met them; the Chrome "pid"), times are
 ``time.monotonic()`` seconds, ``task`` is the tracer's serial number for a task (its lane).
 Events store keys, not text (a code object, a serial number): names and source locations are
-made at write time.
+made at write time. The exception is a slow step's `Site`s (sites.py): they must be read
+while the frames exist, and slow steps are few.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, NamedTuple
 
+from .sites import Site
+
 __all__ = ["ITERATION", "POLL", "CALLBACK", "TIMER", "STEP", "TASK_CREATED", "TASK_DONE",
            "TASK_NAMED", "Iteration", "Poll", "Callback", "Timer", "Step", "TaskCreated",
            "TaskDone", "TaskNamed", "Event", "KINDS", "named", "DEFAULT_SLOW"]
 
-#: A step or callback at least this long is slow (seconds): a slow step records where its
-#: coroutine stopped (`Step.suspended_at`), and the writers mark slow events.
+#: A step or callback at least this long is slow (seconds): a slow step records the line it
+#: was seen running and where its coroutine stopped (`Step.blocked_at`, `Step.suspended_at`),
+#: and the writers mark slow events.
 DEFAULT_SLOW = 0.01
 
 ITERATION = "iteration"
@@ -87,7 +91,11 @@ class Step(NamedTuple):
     start: float
     took: float
     task: int
-    suspended_at: str | None  # "file:line" it stopped at, recorded only for slow steps
+    # Recorded for slow steps only (None otherwise), made by sites.py's rules:
+    blocked_at: Site | None   # the program's line it was seen running (a sample taken
+                              # while it ran); None if no sample fell inside it
+    suspended_at: Site | None  # where its coroutine stopped after it: the next await, or
+                               # the first line once the coroutine has finished
 
 
 class TaskCreated(NamedTuple):

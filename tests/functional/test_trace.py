@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import types
 import typing
@@ -369,3 +370,69 @@ def test_every_recorded_event_fits_its_schema():
             assert _fits(getattr(event, field), hint), (field, event)
     assert any(e.existing for e in events if isinstance(e, trace_events.TaskCreated))
     assert any(e.ready for e in events if isinstance(e, trace_events.Poll))
+
+
+async def blocker():
+    await asyncio.sleep(0)
+    time.sleep(0.1)  # BLOCKS: the slow step's name points here
+    await asyncio.sleep(0)  # STOPS: and then here
+
+
+def _line_of(marker):
+    """The line of this file whose comment starts with ``# marker:``."""
+    with open(__file__, encoding="utf-8") as file:
+        return next(n for n, text in enumerate(file, 1) if f"# {marker}:" in text
+                    and not text.lstrip().startswith(("#", '"')))
+
+
+def test_slow_step_is_named_by_its_coroutine_and_the_line_that_blocked(tmp_path):
+    """A sampler thread catches the line a step is running when it blocks (time.sleep in
+    blocker()); the step's name gives it, with the await it then stopped at."""
+    out = tmp_path / "t.json"
+    with conveyor.trace(out, slow=0.05):
+        conveyor.run(blocker())
+    data = json.loads(out.read_text())
+    blocks, stops = _line_of("BLOCKS"), _line_of("STOPS")
+    slow = [e for e in events_on(data, LOOP_TID, "X") if e["args"].get("slow")]
+    assert [e["name"] for e in slow] == \
+        [f"blocker() {os.path.basename(__file__)}:{blocks}\u2192{stops}"]
+    assert slow[0]["args"]["blocked_at"] == f"{__file__}:{blocks}"
+    assert slow[0]["args"]["suspended_at"] == f"{__file__}:{stops}"
+    assert slow[0]["dur"] >= 100_000
+    # The same name on the task's own lane; fast steps stay plain "step".
+    task_steps = [e for e in data["traceEvents"] if e["ph"] == "X"
+                  and e["tid"] >= TASK_TID_BASE]
+    assert sorted(e["name"] for e in task_steps) == \
+        sorted([slow[0]["name"]] + ["step"] * (len(task_steps) - 1))
+    # The sampler thread is gone with the tracer.
+    assert not [t for t in threading.enumerate() if t.name == "conveyor-trace-sampler"]
+
+
+def test_step_label_without_a_sighting():
+    from conveyor.observe.sites import Site
+    from conveyor.observe.trace_writers import step_label
+
+    assert step_label(None, None) is None
+    assert step_label(None, Site("start", "/x/web.py", 40)) == "start() web.py:\u219240"
+    # Seen in another function than the one it stopped in: the sighting alone.
+    assert step_label(Site("slow", "/a/app.py", 10), Site("start", "/x/web.py", 40)) == \
+        "slow() app.py:10"
+    assert step_label(Site("slow", "/a/app.py", 10), Site("slow", "/a/app.py", 10)) == \
+        "slow() app.py:10"
+
+
+def test_task_lanes_carry_their_coroutine(tmp_path):
+    out = tmp_path / "t.json"
+
+    async def tiny():
+        return 1
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(tiny()) for _ in range(5)))
+
+    with conveyor.trace(out):
+        conveyor.run(main())
+    data = json.loads(out.read_text())
+    coros = [e["args"]["coro"] for e in data["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"] >= TASK_TID_BASE]
+    assert coros.count("test_task_lanes_carry_their_coroutine.<locals>.tiny") == 5

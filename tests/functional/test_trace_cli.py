@@ -125,3 +125,69 @@ def test_program_arguments_are_left_alone(argv, module, program):
     ns = cli_run.parse(cli_run._parser(), argv)
     assert ns.module == module
     assert ns.program == program
+
+
+AIOHTTP_APP = textwrap.dedent("""\
+    import asyncio, sys, time
+    from aiohttp import ClientSession, web
+
+    async def slow(request):
+        time.sleep(0.05)  # BLOCKS
+        return web.Response(text="done")
+
+    async def main(requests):
+        app = web.Application()
+        app.router.add_get("/slow", slow)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with ClientSession() as session:
+            async def get():
+                async with session.get(f"http://127.0.0.1:{port}/slow") as response:
+                    assert await response.text() == "done"
+            await asyncio.gather(*(get() for _ in range(requests)))
+        await runner.cleanup()
+
+    asyncio.run(main(int(sys.argv[1])))
+    """)
+
+
+def test_trace_of_an_aiohttp_server(tmp_path):
+    """A real server traced as a user would: each request's handler task is in one group
+    of lanes (its coroutine function), and each slow step is named by the handler and the
+    line that blocked, not by the task."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        message = "aiohttp is not installed (the integration extra; scripts/test.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    app = tmp_path / "app.py"
+    app.write_text(AIOHTTP_APP)
+    blocks = next(n for n, line in enumerate(AIOHTTP_APP.splitlines(), 1)
+                  if line.endswith("# BLOCKS"))
+    out = tmp_path / "out.html"
+    requests = 20
+    proc = conveyor_cli("trace", "-o", str(out), str(app), str(requests))
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    payload = html.split('<script type="application/json" id="trace-data">', 1)[1]
+    data = json.loads(payload.split("</script>", 1)[0])
+    coros = [e["args"]["coro"] for e in data["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"] >= 1000]
+    # The client's requests make one group; the server's connection handlers another. (Each
+    # request's _handle_request task has a lane too on 3.11; from 3.12 aiohttp starts it
+    # eagerly, it finishes within RequestHandler.start's step and is never scheduled.)
+    assert coros.count("main.<locals>.get") == requests
+    assert "RequestHandler.start" in coros
+    if sys.version_info < (3, 12):
+        assert coros.count("RequestHandler._handle_request") == requests
+    slow = [e["name"] for e in data["traceEvents"]
+            if e["ph"] == "X" and e["tid"] == 2 and e["args"].get("slow")]
+    named = slow.count(f"slow() app.py:{blocks}")
+    # Each handler's step is seen by the sampler (every 10 ms, in a 50 ms step); allow a
+    # miss or two on a machine too loaded to run the sampler thread in time.
+    assert named >= requests - 2, slow
