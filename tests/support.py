@@ -199,12 +199,13 @@ class Leftovers:
         problems = []
         if "threads" not in allowed:
             for thread in self._new_threads():
-                thread.join(max(0.0, end - time.monotonic()))
+                if not isinstance(thread, threading._DummyThread):  # not started by threading
+                    thread.join(max(0.0, end - time.monotonic()))
             problems += [f"thread {t.name!r} still running{_where(t)}"
                          for t in self._new_threads()]
         if "children" not in allowed:
             while self._new_children() and time.monotonic() < end:
-                time.sleep(0.01)
+                time.sleep(POLL_INTERVAL)
             problems += [
                 f"child process {pid} ({command}) "
                 + ("exited but was never reaped" if state == "Z" else "still running")
