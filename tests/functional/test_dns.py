@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 
@@ -10,6 +9,8 @@ import pytest
 
 import conveyor
 from conveyor.net.dns import numeric_address
+
+from support import run
 
 
 @pytest.fixture
@@ -21,10 +22,6 @@ def loop():
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
     assert errors == []
-
-
-def run(loop, coro):
-    return loop.run_until_complete(asyncio.wait_for(coro, 10))
 
 
 def test_getaddrinfo_matches_socket_module(loop):

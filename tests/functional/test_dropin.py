@@ -20,6 +20,8 @@ import pytest
 
 import conveyor
 
+from support import Accepted, run
+
 
 def _loops():
     """One stock asyncio loop and one conveyor loop, each closed by the caller.
@@ -128,7 +130,7 @@ def test_fd_of_closed_object_is_reusable(loop):
         got = loop.create_future()
         loop.add_reader(c, lambda: got.done() or got.set_result(c.recv(1)))
         d.send(b"x")
-        assert loop.run_until_complete(asyncio.wait_for(got, 5)) == b"x"
+        assert run(loop, got) == b"x"
         assert loop.remove_reader(c) is True
     finally:
         b.close()
@@ -295,7 +297,7 @@ def _socket_file_left(loop, tmp_path, how: str, **kwargs) -> bool:
         await server.wait_closed()
         return os.path.exists(path)
 
-    left = loop.run_until_complete(asyncio.wait_for(main(), 5))
+    left = run(loop, main())
     if left:
         os.unlink(path)
     return left
@@ -335,7 +337,7 @@ def test_unix_socket_file_of_someone_else_is_kept(loop, tmp_path):
         finally:
             other.close()
 
-    assert loop.run_until_complete(asyncio.wait_for(main(), 5)) is True
+    assert run(loop, main()) is True
 
 
 # ---------------------------------------------------- Server.sockets are safe views
@@ -387,7 +389,7 @@ def _server_socket_outcomes(loop) -> dict:
             server.close()
             await server.wait_closed()
 
-    return loop.run_until_complete(asyncio.wait_for(main(), 5))
+    return run(loop, main())
 
 
 @pytest.mark.timeout(20)  # a raw socket made blocking here would hang the loop
@@ -434,7 +436,7 @@ def test_create_task_hands_every_keyword_to_the_factory(monkeypatch):
             loop.set_task_factory(factory)
             extra = {"eager_start": False} if sys.version_info >= (3, 12) else {}
             task = loop.create_task(noop(), name="n", context=ctx, custom=1, **extra)
-            loop.run_until_complete(asyncio.wait_for(task, 5))
+            run(loop, task)
             expected = {"context": ctx, "custom": 1, **extra}
             if gets_name:
                 expected["name"] = "n"
@@ -443,7 +445,7 @@ def test_create_task_hands_every_keyword_to_the_factory(monkeypatch):
             # Nothing but what was given: no name=None, no context=None.
             calls.clear()
             task = loop.create_task(noop())
-            loop.run_until_complete(asyncio.wait_for(task, 5))
+            run(loop, task)
             assert calls[0] == {}
         finally:
             loop.close()
@@ -465,7 +467,7 @@ def test_create_task_eager_start_without_a_factory(loop):
         assert steps == ["started"]
         return await eager, await lazy
 
-    assert loop.run_until_complete(asyncio.wait_for(main(), 5)) == ("done", "done")
+    assert run(loop, main()) == ("done", "done")
 
 
 # ---------------------------------------------------- blocking calls, as blockbuster sees them
@@ -548,9 +550,21 @@ def _bad_calls(loop, tmp_path) -> dict:
     missing = str(tmp_path / "missing")
     regular = str(tmp_path / "file")
 
+    class Served(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
     async def sendfile(what):
-        server = await loop.create_server(P, "127.0.0.1", 0)
+        served = Accepted(Served)
+        server = await loop.create_server(served, "127.0.0.1", 0)
         transport, _ = await loop.create_connection(P, *server.sockets[0].getsockname()[:2])
+        peer = await served.nth(0)
         try:
             if what == "text":
                 with open(regular) as file:
@@ -570,6 +584,8 @@ def _bad_calls(loop, tmp_path) -> dict:
                     await loop.sock_sendfile(udp, file)
         finally:
             transport.close()
+            peer.transport.close()
+            await peer.lost
             server.close()
             await server.wait_closed()
 
@@ -640,7 +656,7 @@ def test_bad_arguments_get_asyncios_exception_type_and_message(tmp_path):
                     return type(exc).__name__, _normalised(str(exc).replace(str(base), "…"))
                 return "no error", ""
 
-            results[name] = {case: loop.run_until_complete(asyncio.wait_for(attempt(make), 5))
+            results[name] = {case: run(loop, attempt(make))
                              for case, make in calls.items()}
         finally:
             for sock in getattr(loop, "_test_sockets", ()):

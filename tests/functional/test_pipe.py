@@ -14,33 +14,27 @@ import pytest
 
 import conveyor
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from support import run, wait_until
 
 
 @pytest.fixture
 def loop():
-    before = open_fds()
     loop = conveyor.new_event_loop()
     errors = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     yield loop
     loop.close()
     assert errors == []
-    assert open_fds() == before
-
-
-def run(loop, coro, timeout=20):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 class Recorder(asyncio.Protocol):
-    """Records every call, in order; `lost` resolves at connection_lost."""
+    """Records every call, in order; `received` is set at each data_received, `lost`
+    resolves at connection_lost."""
 
     def __init__(self, loop):
         self.events = []
         self.data = bytearray()
+        self.received = asyncio.Event()
         self.lost = loop.create_future()
         self.transport = None
 
@@ -52,6 +46,7 @@ class Recorder(asyncio.Protocol):
         if not self.events or self.events[-1] != "data":
             self.events.append("data")
         self.data += data
+        self.received.set()
 
     def eof_received(self):
         self.events.append("eof")
@@ -106,8 +101,7 @@ def test_read_pipe_pause_and_resume(loop):
         assert proto.data == b""
         transport.resume_reading()
         assert transport.is_reading()
-        while not proto.data:
-            await asyncio.sleep(0)
+        await wait_until(lambda: proto.data, "the held data", wakeup=proto.received)
         assert proto.data == b"held"
         transport.close()
         assert not transport.is_reading()
@@ -166,7 +160,8 @@ def test_the_fd_belongs_to_the_transport(loop):
 def test_an_exception_in_data_received_reaches_the_handler_and_the_loop_lives():
     loop = conveyor.new_event_loop()
     seen = []
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    reported = asyncio.Event()
+    loop.set_exception_handler(lambda _loop, context: (seen.append(context), reported.set()))
     rfd, wfd = os.pipe()
 
     class Exploding(Recorder):
@@ -177,8 +172,7 @@ def test_an_exception_in_data_received_reaches_the_handler_and_the_loop_lives():
         transport, proto = await loop.connect_read_pipe(lambda: Exploding(loop),
                                                         os.fdopen(rfd, "rb", 0))
         os.write(wfd, b"x")
-        while not seen:
-            await asyncio.sleep(0)
+        await reported.wait()
         transport.close()
         await proto.lost
         return "alive"
@@ -339,8 +333,8 @@ def test_pty_round_trip_and_eio_at_the_end(loop):
         wt, writer = await loop.connect_write_pipe(lambda: Recorder(loop),
                                                    os.fdopen(master, "wb", 0))
         wt.write(b"typed on the terminal")
-        while len(reader.data) < len(b"typed on the terminal"):
-            await asyncio.sleep(0.001)
+        await wait_until(lambda: len(reader.data) >= len(b"typed on the terminal"),
+                         "the typed bytes", wakeup=reader.received)
         rt.close()
         wt.close()
         await reader.lost
@@ -392,9 +386,7 @@ def test_pipes_on_a_loop_in_another_thread():
         finally:
             loop.close()
 
-    before = open_fds()
     thread = threading.Thread(target=body)
     thread.start()
     thread.join(30)
     assert result == [b"from a thread"]
-    assert open_fds() == before

@@ -15,12 +15,9 @@ import pytest
 
 from conveyor.net.server import Server
 
-TIMEOUT = 20
+from support import Accepted, run
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(loop, coro):
-    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
 
 
 class Tracked(asyncio.Protocol):
@@ -96,16 +93,14 @@ def test_server_api(loop):
                     "only from Python 3.12 on (3.11 returns at once once closed, as asyncio)")
 def test_wait_closed_waits_for_connections(loop):
     async def main():
-        server = await loop.create_server(Tracked, "127.0.0.1", 0)
+        tracked = Accepted(Tracked)
+        server = await loop.create_server(tracked, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         client = await connected_client(port)
-        while not Tracked.instances:
-            await asyncio.sleep(0.005)
-        proto = Tracked.instances[0]
-        await proto.made
+        await (await tracked.nth(0)).made
         server.close()
         waiting = loop.create_task(server.wait_closed())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a negative check: it must still be waiting
         assert not waiting.done()
         client.close()
         await waiting
@@ -134,29 +129,29 @@ def test_async_with_and_serve_forever_cancellation(loop):
 
 def test_close_clients_and_abort_clients(loop):
     async def main():
-        server = await loop.create_server(Tracked, "127.0.0.1", 0)
+        tracked = Accepted(Tracked)
+        server = await loop.create_server(tracked, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         clients = [await connected_client(port) for _ in range(4)]
-        while len(Tracked.instances) < 4:
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*(p.made for p in Tracked.instances))
+        await tracked.nth(3)
+        await asyncio.gather(*(p.made for p in tracked))
         server.close()
         server.close_clients()
-        assert all(p.transport.is_closing() for p in Tracked.instances)
-        await asyncio.gather(*(p.lost for p in Tracked.instances))
+        assert all(p.transport.is_closing() for p in tracked)
+        await asyncio.gather(*(p.lost for p in tracked))
         await server.wait_closed()
         for client in clients:
             assert await loop.sock_recv(client, 10) == b""
             client.close()
 
-        server = await loop.create_server(Tracked, "127.0.0.1", 0)
+        tracked = Accepted(Tracked)
+        server = await loop.create_server(tracked, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         client = await connected_client(port)
-        while len(Tracked.instances) < 5:
-            await asyncio.sleep(0.005)
-        await Tracked.instances[4].made
+        proto = await tracked.nth(0)
+        await proto.made
         server.abort_clients()
-        await Tracked.instances[4].lost
+        await proto.lost
         server.close()
         await server.wait_closed()
         client.close()
@@ -328,7 +323,7 @@ def test_accept_backs_off_on_emfile_and_logs_once():
     try:
         port = int(child.stdout.readline())
         for _ in range(clients):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=20))
         out, _ = child.communicate("go\n", timeout=60)
     finally:
         for sock in socks:

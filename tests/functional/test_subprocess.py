@@ -1,6 +1,7 @@
 """Subprocesses on conveyor: asyncio.subprocess, the transport API, ordering, no zombies.
 
 Every test runs twice: with the pidfd child watch and with the thread-per-child fallback.
+The leak check (tests/conftest.py) fails a test that leaves a child running or unreaped.
 """
 
 from __future__ import annotations
@@ -18,17 +19,9 @@ import pytest
 
 import conveyor
 
+from support import run, wait_until_blocking
+
 PY = sys.executable
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def assert_no_children() -> None:
-    """Every child this process started has been reaped: no zombies, nothing running."""
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
 
 
 @pytest.fixture(params=["pidfd", "thread"])
@@ -36,25 +29,19 @@ def loop(request, monkeypatch):
     if request.param == "pidfd" and not hasattr(os, "pidfd_open"):
         pytest.skip("pidfd_open is Linux-only")
     monkeypatch.setenv("CONVEYOR_CHILDWATCH", request.param)
-    before = open_fds()
     loop = conveyor.new_event_loop()
     errors = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     yield loop
     loop.close()
     assert errors == []
-    assert open_fds() == before
-    assert_no_children()
-
-
-def run(loop, coro, timeout=60):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 class Recorder(asyncio.SubprocessProtocol):
     def __init__(self, loop):
         self.events = []
         self.output = {1: bytearray(), 2: bytearray()}
+        self.exited = loop.create_future()
         self.lost = loop.create_future()
 
     def connection_made(self, transport):
@@ -68,6 +55,7 @@ class Recorder(asyncio.SubprocessProtocol):
 
     def process_exited(self):
         self.events.append("exited")
+        self.exited.set_result(None)
 
     def connection_lost(self, exc):
         self.events.append("lost")
@@ -245,8 +233,7 @@ def test_connection_lost_waits_for_pipes_held_by_a_grandchild(loop):
         transport, proto = await loop.subprocess_shell(
             lambda: Recorder(loop), "exec 3<&0; (read line <&3; echo late) & exit 0",
             stderr=subprocess.DEVNULL)
-        while "exited" not in proto.events:
-            await asyncio.sleep(0.001)
+        await proto.exited
         assert "lost" not in proto.events and "pipe1" not in proto.events
         stdin = transport.get_pipe_transport(0)
         stdin.write(b"go\n")
@@ -317,7 +304,6 @@ def test_cancelled_while_starting(loop):
 def test_subprocess_from_a_loop_in_another_thread(monkeypatch, strategy):
     monkeypatch.setenv("CONVEYOR_CHILDWATCH", strategy)
     results = []
-    before = open_fds()
 
     def body():
         loop = conveyor.new_event_loop()
@@ -337,8 +323,6 @@ def test_subprocess_from_a_loop_in_another_thread(monkeypatch, strategy):
     thread.start()
     thread.join(60)
     assert results == [(b"from a thread\n", 0)]
-    assert open_fds() == before
-    assert_no_children()
 
 
 def test_loop_closed_before_the_exit_is_seen_leaves_no_zombie(loop):
@@ -353,10 +337,8 @@ def test_loop_closed_before_the_exit_is_seen_leaves_no_zombie(loop):
     transport = run(loop, main())
     loop.close()
     popen = transport.get_extra_info("subprocess")
-    deadline = time.monotonic() + 10
-    # The reaper runs on its own thread and tells nobody: poll for its result (bounded).
-    while popen.returncode is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # The reaper runs on its own thread and tells nobody: poll for its result.
+    wait_until_blocking(lambda: popen.returncode is not None, "the reaper's exit status")
     assert popen.returncode == -signal.SIGKILL
     assert not os.path.exists(f"/proc/{popen.pid}")
 
@@ -399,7 +381,6 @@ def test_a_raising_protocol_does_not_break_the_transport():
     assert bytes(proto.output[1]) == b"hi\n"
     assert proto.events[-1] == "lost" and proto.events.count("lost") == 1
     assert sorted(type(e).__name__ for e in seen) == ["KeyError", "ZeroDivisionError"]
-    assert_no_children()
 
 
 def test_a_closed_loop_spawns_nothing():
@@ -408,12 +389,10 @@ def test_a_closed_loop_spawns_nothing():
     coro = loop.subprocess_exec(asyncio.SubprocessProtocol, "true")
     with pytest.raises(RuntimeError, match="Event loop is closed"):
         coro.send(None)
-    assert_no_children()
 
 
 def test_a_failing_child_watch_kills_and_reaps_the_child(monkeypatch):
     """If the exit cannot be watched, the child must not be left running or a zombie."""
-    before = open_fds()
     loop = conveyor.new_event_loop()
 
     def refuse(*args, **kwargs):
@@ -429,8 +408,6 @@ def test_a_failing_child_watch_kills_and_reaps_the_child(monkeypatch):
         run(loop, main())
     finally:
         loop.close()
-    assert open_fds() == before
-    assert_no_children()
 
 
 # ------------------------------------------------ spawning off the loop thread
@@ -493,16 +470,31 @@ def test_spawn_errors_are_raised_from_subprocess_exec(loop):
 def test_cancelled_during_a_slow_spawn_leaves_no_child(loop):
     """Cancelled while the spawning thread waits for the child's exec: subprocess_exec
     waits for the spawn, kills and reaps the child, then raises CancelledError (the
-    fixture checks no zombie and no fd is left)."""
+    leak check sees no zombie and no fd left)."""
+    forked, child_says = os.pipe()
+
+    def slow_exec():
+        os.write(child_says, b"x")  # in the child, before its exec: the spawn is underway
+        time.sleep(0.2)
+
     async def main():
+        spawning = loop.create_future()
+        loop.add_reader(forked, lambda: spawning.done() or spawning.set_result(None))
         task = asyncio.ensure_future(loop.subprocess_exec(
-            asyncio.SubprocessProtocol, "sleep", "30", preexec_fn=lambda: time.sleep(0.2)))
-        await asyncio.sleep(0.05)
+            asyncio.SubprocessProtocol, "sleep", "30", preexec_fn=slow_exec))
+        try:
+            await spawning
+        finally:
+            loop.remove_reader(forked)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    run(loop, main())
+    try:
+        run(loop, main())
+    finally:
+        os.close(forked)
+        os.close(child_says)
 
 
 def test_blockbuster_sees_no_blocking_call_in_subprocess_exec(loop):

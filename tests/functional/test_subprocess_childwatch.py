@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -13,9 +12,7 @@ import pytest
 import conveyor
 from conveyor.childwatch import UNKNOWN_RETURNCODE, ChildWatch
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from support import run
 
 
 @pytest.fixture(params=["pidfd", "thread"])
@@ -23,20 +20,12 @@ def loop(request, monkeypatch):
     if request.param == "pidfd" and not hasattr(os, "pidfd_open"):
         pytest.skip("pidfd_open is Linux-only")
     monkeypatch.setenv("CONVEYOR_CHILDWATCH", request.param)
-    before = open_fds()
     loop = conveyor.new_event_loop()
     errors = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     yield loop
     loop.close()
     assert errors == []
-    assert open_fds() == before
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
-
-
-def run(loop, coro, timeout=20):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 def watch(loop, popen, *, knows_popen=True):

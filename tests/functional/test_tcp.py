@@ -19,11 +19,7 @@ import pytest
 
 from conveyor.transports.socket import SocketTransport
 
-TIMEOUT = 20
-
-
-def run(loop, coro):
-    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+from support import Accepted, run
 
 
 class Recorder(asyncio.Protocol):
@@ -82,6 +78,14 @@ async def serve(factory, host="127.0.0.1", **kwargs):
 
 
 class Echo(asyncio.Protocol):
+    """Echoes; `lost` completes on connection_lost."""
+
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
     def connection_made(self, transport):
         self.transport = transport
 
@@ -172,15 +176,13 @@ def test_buffered_protocol_reads_into_its_buffer(loop):
     payload = os.urandom(300_000)
 
     async def main():
-        protocols = []
-        server, port = await serve(lambda: protocols.append(Buffered()) or protocols[-1])
+        protocols = Accepted(Buffered)
+        server, port = await serve(protocols)
         client = socket.create_connection(("127.0.0.1", port))
         client.setblocking(False)
         await loop.sock_sendall(client, payload)
         client.close()
-        while not protocols:
-            await asyncio.sleep(0.005)
-        proto = protocols[0]
+        proto = await protocols.nth(0)
         assert await proto.lost is None
         assert bytes(proto.received) == payload
         assert len(proto.sizes) >= 300
@@ -331,6 +333,7 @@ def test_large_write_to_slow_reader_pauses_and_loses_nothing(loop):
             self.can_write = asyncio.Event()
             self.can_write.set()
             self.pauses = 0
+            self.paused = loop.create_future()
             self.max_buffered = 0
             self.digest = hashlib.sha256()
 
@@ -352,6 +355,8 @@ def test_large_write_to_slow_reader_pauses_and_loses_nothing(loop):
         def pause_writing(self):
             self.pauses += 1
             self.can_write.clear()
+            if not self.paused.done():
+                self.paused.set_result(None)
 
         def resume_writing(self):
             self.can_write.set()
@@ -374,17 +379,11 @@ def test_large_write_to_slow_reader_pauses_and_loses_nothing(loop):
             self.size += len(data)
 
     async def main():
-        producers = []
-
-        def factory():
-            producers.append(Producer())
-            return producers[-1]
-
-        server, port = await serve(factory)
+        producers = Accepted(Producer)
+        server, port = await serve(producers)
         transport, reader = await loop.create_connection(SlowReader, "127.0.0.1", port)
-        while not producers or producers[0].pauses == 0:
-            await asyncio.sleep(0.01)  # polling a counter: the writer is in another task
-        producer = producers[0]
+        producer = await producers.nth(0)
+        await producer.paused
         assert producer.transport.get_write_buffer_size() > high
         transport.resume_reading()
         assert transport.is_reading()
@@ -515,17 +514,10 @@ def test_half_close_server_to_client(loop):
 
 def test_peer_reset_mid_write(loop):
     async def main():
-        accepted = []
-
-        def factory():
-            accepted.append(Recorder())
-            return accepted[-1]
-
-        server, port = await serve(factory)
+        accepted = Accepted(Recorder)
+        server, port = await serve(accepted)
         client = socket.create_connection(("127.0.0.1", port))
-        while not accepted:
-            await asyncio.sleep(0.005)
-        proto = accepted[0]
+        proto = await accepted.nth(0)
         await proto.made
         proto.transport.write(b"x" * (16 * 1024 * 1024))
         assert proto.transport.get_write_buffer_size() > 0
@@ -770,9 +762,7 @@ def test_sock_and_connect_accepted_socket(loop):
         assert bytes(proto.data) == b"ping"
         transport.close()
         await proto.lost
-        while not server_transport.is_closing():
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
+        await server_proto.lost
 
     run(loop, main())
 

@@ -25,6 +25,8 @@ import pytest
 import conveyor
 from conveyor.transports.tls import TLSProtocol, SSLTransport
 
+from support import Accepted, run, wait_until
+
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -153,27 +155,13 @@ def client_context(certs, *, with_cert: bool = False, trust: bool = True) -> ssl
 
 # ---------------------------------------------------------------------------- loops
 
-def _conveyor_has_tcp(loop) -> bool:
-    try:
-        server = loop.run_until_complete(loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
-    except NotImplementedError:
-        return False
-    server.close()
-    loop.run_until_complete(server.wait_closed())
-    return True
-
-
 @pytest.fixture(params=["asyncio", "conveyor", "asyncio-ssl"])
 def loop(request):
     """asyncio: conveyor's TLS layer over stock asyncio's TCP; conveyor: all conveyor;
     asyncio-ssl: stock asyncio's own TLS, the reference the other two must agree with."""
-    fds_before = set(os.listdir("/proc/self/fd"))
     loop = conveyor.new_event_loop() if request.param == "conveyor" else asyncio.new_event_loop()
     errors: list[dict] = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    if request.param == "conveyor" and not _conveyor_has_tcp(loop):
-        loop.close()
-        pytest.skip("conveyor's TCP transports (conveyor/net/) are not implemented yet")
     loop.kind = request.param
     loop.tolerated = set()
     yield loop
@@ -181,14 +169,6 @@ def loop(request):
     loop.close()
     errors = [e for e in errors if e.get("message") not in loop.tolerated]
     assert errors == [], errors
-    leaked = set(os.listdir("/proc/self/fd")) - fds_before
-    # An fd number may be listed if it was reused, so check what is still open is not ours.
-    assert not leaked or all(not os.path.exists(f"/proc/self/fd/{fd}") for fd in leaked), \
-        f"leaked fds {leaked}"
-
-
-def run(loop, coro, timeout: float = TIMEOUT):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 def _swallow(fut: asyncio.Future) -> None:
@@ -252,7 +232,7 @@ async def close_server(server):
 
 
 class Recorder(asyncio.Protocol):
-    """Keeps everything it is told, and lets a test await the connection's end."""
+    """Keeps everything it is told, and lets a test await the data and the connection's end."""
 
     def __init__(self, echo: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -266,6 +246,7 @@ class Recorder(asyncio.Protocol):
         self.lost_exc = None
         self.paused = 0
         self.resumed = 0
+        self.received = asyncio.Event()
 
     def connection_made(self, transport):
         self.events.append("made")
@@ -275,8 +256,15 @@ class Recorder(asyncio.Protocol):
     def data_received(self, data):
         assert isinstance(data, bytes)
         self.data += data
+        self.received.set()
         if self.echo:
             self.transport.write(data)
+
+    async def wait_for_data(self, size: int) -> bytes:
+        """What has arrived, once it is at least `size` bytes."""
+        await wait_until(lambda: len(self.data) >= size, f"{size} bytes",
+                         wakeup=self.received)
+        return bytes(self.data)
 
     def eof_received(self):
         self.events.append("eof")
@@ -312,9 +300,7 @@ def test_echo_and_extra_info(loop, certs):
         assert client.events == ["made"]
         transport.write(b"hello ")
         transport.writelines([b"over ", bytearray(b"tls"), memoryview(b"!")])
-        while len(client.data) < 15:
-            await asyncio.sleep(0.01)
-        assert bytes(client.data) == b"hello over tls!"
+        assert await client.wait_for_data(15) == b"hello over tls!"
         assert transport.get_extra_info("sslcontext") is ctx
         sslobj = transport.get_extra_info("ssl_object")
         assert isinstance(sslobj, ssl.SSLObject)
@@ -399,8 +385,7 @@ def test_client_certificate_accepted(loop, certs):
         transport, client = await tls_connect(loop, Recorder, port_of(server),
                                               client_context(certs, with_cert=True))
         transport.write(b"ping")
-        while client.data != b"ping":
-            await asyncio.sleep(0.01)
+        assert await client.wait_for_data(4) == b"ping"
         peercert = seen[0].transport.get_extra_info("peercert")
         assert peercert["subject"] == ((("commonName", "conveyor client"),),)
         transport.close()
@@ -558,21 +543,14 @@ def test_close_notify_sent_and_received(loop, certs):
                     self.transport.write(b"reply" * 10000)
                     self.transport.close()
 
-        protocols = []
-
-        def factory():
-            protocols.append(CloseAfterReply())
-            return protocols[-1]
-
-        server = await tls_server(loop, factory, server_context(certs))
+        protocols = Accepted(CloseAfterReply)
+        server = await tls_server(loop, protocols, server_context(certs))
         results: dict = {}
         thread = threading.Thread(target=_blocking_tls_client,
                                   args=(port_of(server), client_context(certs), results))
         thread.start()
         try:
-            while not protocols:
-                await asyncio.sleep(0.01)
-            exc = await protocols[0].lost
+            exc = await (await protocols.nth(0)).lost
         finally:
             await loop.run_in_executor(None, thread.join, TIMEOUT)
         assert "error" not in results, results
@@ -626,7 +604,7 @@ def test_abort_and_connection_lost_once(loop, certs):
         transport.close()
         assert await client.lost is None
         await protocols[0].lost
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)   # a negative check: no callback may follow connection_lost
         assert client.events == ["made", "lost"]
         assert protocols[0].events.count("lost") == 1
         if loop.kind != "asyncio-ssl":   # stock asyncio raises AttributeError here
@@ -664,18 +642,11 @@ def test_large_transfer_both_ways_with_flow_control(loop, certs):
     payload_down = os.urandom(size)
 
     async def main():
-        sinks = []
-
-        def factory():
-            sinks.append(Sink(size))
-            return sinks[-1]
-
-        server = await tls_server(loop, factory, server_context(certs))
+        sinks = Accepted(lambda: Sink(size))
+        server = await tls_server(loop, sinks, server_context(certs))
         transport, client = await tls_connect(loop, lambda: Sink(size), port_of(server),
                                               client_context(certs))
-        while not sinks:
-            await asyncio.sleep(0.01)
-        await sinks[0].made
+        await (await sinks.nth(0)).made
         server_transport = sinks[0].transport
         transport.set_write_buffer_limits(high=64 * 1024)
         for offset in range(0, size, 256 * 1024):
@@ -698,27 +669,19 @@ def test_large_transfer_both_ways_with_flow_control(loop, certs):
 
 def test_pause_reading_reaches_raw_transport(loop, certs):
     async def main():
-        protocols = []
-
-        def factory():
-            protocols.append(Recorder())
-            return protocols[-1]
-
-        server = await tls_server(loop, factory, server_context(certs))
+        protocols = Accepted(Recorder)
+        server = await tls_server(loop, protocols, server_context(certs))
         transport, client = await tls_connect(loop, Recorder, port_of(server),
                                               client_context(certs))
         transport.pause_reading()
         assert not transport.is_reading()
-        while not protocols:
-            await asyncio.sleep(0.01)
-        await protocols[0].made
+        await (await protocols.nth(0)).made
         protocols[0].transport.write(b"held back")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)   # a negative check: nothing may arrive while paused
         assert client.data == b""
         transport.resume_reading()
         assert transport.is_reading()
-        while client.data != b"held back":
-            await asyncio.sleep(0.01)
+        assert await client.wait_for_data(9) == b"held back"
         transport.close()
         await client.lost
         await protocols[0].lost
@@ -765,19 +728,12 @@ def test_buffered_protocol_over_tls(loop, certs):
     payload = os.urandom(1024 * 1024 + 7)
 
     async def main():
-        receivers = []
-
-        def factory():
-            receivers.append(SmallBuffers(len(payload)))
-            return receivers[-1]
-
-        server = await tls_server(loop, factory, server_context(certs))
+        receivers = Accepted(lambda: SmallBuffers(len(payload)))
+        server = await tls_server(loop, receivers, server_context(certs))
         transport, client = await tls_connect(loop, Recorder, port_of(server),
                                               client_context(certs))
         transport.write(payload)
-        while not receivers:
-            await asyncio.sleep(0.01)
-        await receivers[0].done
+        await (await receivers.nth(0)).done
         assert bytes(receivers[0].received) == payload
         assert receivers[0].calls >= len(payload) // 1000
         transport.close()
@@ -882,6 +838,7 @@ def test_start_tls_protocol_level(loop, certs):
             def data_received(self, data):
                 # Plain text until STARTTLS; then TLS takes over this protocol's transport.
                 self.events.append(data)
+                self.received.set()
                 self.upgrade = asyncio.ensure_future(self.do_upgrade())
 
             async def do_upgrade(self):
@@ -890,25 +847,19 @@ def test_start_tls_protocol_level(loop, certs):
                 self.transport = tls
                 upgraded.set_result(tls)
 
-        servers = []
-
-        def factory():
-            servers.append(Server())
-            return servers[-1]
-
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        servers = Accepted(Server)
+        server = await loop.create_server(servers, "127.0.0.1", 0)
         plain, client = await loop.create_connection(Recorder, "127.0.0.1", port_of(server))
         plain.write(b"STARTTLS")
-        while not servers or not servers[0].events[1:]:
-            await asyncio.sleep(0.01)
+        asked = await servers.nth(0)
+        await wait_until(lambda: asked.events[1:], "STARTTLS to arrive", wakeup=asked.received)
         tls = await start_tls(
             loop, plain, client, client_context(certs), server_hostname="localhost")
         if loop.kind != "asyncio-ssl":
             assert isinstance(tls, SSLTransport)
         server_tls = await upgraded
         server_tls.write(b"from server")
-        while client.data != b"from server":
-            await asyncio.sleep(0.01)
+        assert await client.wait_for_data(11) == b"from server"
         # connection_made is not repeated after the upgrade.
         assert client.events == ["made"]
         tls.close()
@@ -983,9 +934,7 @@ def test_many_connections_interleaved(loop, certs):
             for (transport, _client), payload in zip(pairs, payloads):
                 transport.write(payload)
         for (_transport, client), payload in zip(pairs, payloads):
-            while len(client.data) < 3 * len(payload):
-                await asyncio.sleep(0.01)
-            assert client.data == payload * 3
+            assert await client.wait_for_data(3 * len(payload)) == payload * 3
         for transport, _client in pairs:
             transport.close()
         for _transport, client in pairs:
@@ -1056,8 +1005,7 @@ def test_peer_close_notify_still_receives_what_was_written(loop, certs):
             transport, client = await tls_connect(loop, Recorder, listener.getsockname()[1],
                                                   client_context(certs))
             transport.write(b"ping")
-            while client.data != b"pong":
-                await asyncio.sleep(0.01)
+            assert await client.wait_for_data(4) == b"pong"
             transport.write(b"x" * size)
             if loop.kind != "asyncio-ssl":   # stock asyncio counts only its own backlog
                 assert transport.get_write_buffer_size() > 0   # most of it is still queued
@@ -1092,8 +1040,7 @@ def test_unix_socket_tls(loop, certs, tmp_path):
         assert transport.get_extra_info("ssl_object") is not None
         assert transport.get_extra_info("peername") == path
         transport.write(b"over unix")
-        while client.data != b"over unix":
-            await asyncio.sleep(0.01)
+        assert await client.wait_for_data(9) == b"over unix"
         transport.close()
         await client.lost
         await protocols[0].lost
@@ -1105,18 +1052,13 @@ def test_unix_socket_tls(loop, certs, tmp_path):
 def test_eof_without_close_notify_waits_for_resume_reading(loop, certs):
     """A raw EOF while the application paused reading: its data first, then eof_received."""
     async def main():
-        protocols = []
-
         class PausedAtStart(Recorder):
             def connection_made(self, transport):
                 super().connection_made(transport)
                 transport.pause_reading()
 
-        def factory():
-            protocols.append(PausedAtStart())
-            return protocols[-1]
-
-        server = await tls_server(loop, factory, server_context(certs))
+        protocols = Accepted(PausedAtStart)
+        server = await tls_server(loop, protocols, server_context(certs))
         sent = threading.Event()
 
         def client():
@@ -1132,9 +1074,7 @@ def test_eof_without_close_notify_waits_for_resume_reading(loop, certs):
 
         client_done = loop.run_in_executor(None, client)
         await loop.run_in_executor(None, sent.wait, TIMEOUT)
-        while not protocols:
-            await asyncio.sleep(0.01)
-        await protocols[0].made
+        await (await protocols.nth(0)).made
         await asyncio.sleep(0.1)   # a negative check: nothing may arrive while paused
         assert protocols[0].events == ["made"] and protocols[0].data == b""
         protocols[0].transport.resume_reading()
@@ -1222,8 +1162,8 @@ def test_hundred_concurrent_handshakes(loop, certs):
         for index, (transport, _client) in enumerate(pairs):
             transport.write(b"%d;" % index)
         for index, (_transport, client) in enumerate(pairs):
-            while client.data != b"%d;" % index:
-                await asyncio.sleep(0.01)
+            expected = b"%d;" % index
+            assert await client.wait_for_data(len(expected)) == expected
         for transport, _client in pairs:
             transport.close()
         await asyncio.gather(*(client.lost for _transport, client in pairs))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 
 import pytest
 
 import conveyor
 from conveyor.bench import tls as tls_bench
+
+from support import bounded
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -25,7 +26,7 @@ QUICK = {"connections": 3, "duration": 0.3, "warmup": 0.2}
     {"size": 1024, "layer": "conveyor"},
 ], ids=["echo_1k", "echo_100k", "echo_1k_layered"])
 def test_tls_echo_workload_on_conveyor(options):
-    measured = conveyor.run(asyncio.wait_for(tls_bench.tls_echo(**QUICK, **options), 30))
+    measured = conveyor.run(bounded(tls_bench.tls_echo(**QUICK, **options), 30))
     assert measured.ops > 0 and measured.seconds > 0 and measured.cpu > 0
 
 

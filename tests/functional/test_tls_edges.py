@@ -29,6 +29,8 @@ import pytest
 import conveyor
 from test_tls import certs, client_context, server_context  # noqa: F401  (certs: a fixture)
 
+from support import run, wait_until
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test extra
@@ -58,8 +60,13 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 @pytest.fixture(params=LOOPS)
 def loop(request):
-    """A loop of each kind; the test fails on exception-handler calls or leaked fds."""
-    fds_before = set(os.listdir("/proc/self/fd"))
+    """A loop of each kind; the test fails on exception-handler calls (and, like every test,
+    on leaks)."""
+    if request.param == "uvloop":
+        request.applymarker(pytest.mark.leaves(
+            "fds", reason="uvloop frees a finished subprocess's pipes only when its own handles "
+            "are freed, after the loop, and keeps a pipe from its first loop on; the fd check "
+            "is about the loop under test"))
     loop = _new_loop(request.param)
     loop.kind = request.param
     loop.errors = []
@@ -67,24 +74,13 @@ def loop(request):
     yield loop
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
-    gc.collect()   # uvloop frees a finished subprocess's pipes with its transport object
+    gc.collect()   # this test's garbage (a transport, uvloop's subprocess pipes) goes now
     assert loop.errors == [], loop.errors
-    leaked = set(os.listdir("/proc/self/fd")) - fds_before
-    if request.param == "uvloop":
-        # uvloop frees a finished subprocess's pipes only when its own handles are freed,
-        # after the loop; the fd checks here are about the loop under test.
-        return
-    assert not leaked or all(not os.path.exists(f"/proc/self/fd/{fd}") for fd in leaked), \
-        f"leaked fds {leaked}"
 
 
 def xfail_on(loop, kinds: tuple[str, ...], reason: str) -> None:
     if loop.kind in kinds:
         pytest.xfail(reason)
-
-
-def run(loop, coro, timeout: float = TIMEOUT):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 # ---------------------------------------------------------------------------- blocking peers
@@ -192,9 +188,7 @@ class Recorder(asyncio.Protocol):
         self.lost.set_result(exc)
 
     async def wait_for_data(self, expected: bytes) -> None:
-        while expected not in self.data:
-            self.got_data.clear()
-            await self.got_data.wait()
+        await wait_until(lambda: expected in self.data, repr(expected), wakeup=self.got_data)
 
 
 # ---------------------------------------------------------------------------- 1. renegotiation
@@ -527,7 +521,7 @@ def _scenario(kind: str, certs, name: str):
         return result
 
     try:
-        return loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+        return run(loop, main())
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()

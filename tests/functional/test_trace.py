@@ -20,6 +20,8 @@ import conveyor
 from conveyor.observe import trace_events
 from conveyor.observe.trace import LOOP_TID, POLL_TID, TASK_TID_BASE, Tracer
 
+from support import run
+
 PHASES = {"X", "i", "M"}
 
 
@@ -159,7 +161,7 @@ def test_fd_readiness_is_recorded(tmp_path):
         loop = conveyor.new_event_loop()
         try:
             with conveyor.trace(out):
-                loop.run_until_complete(asyncio.wait_for(main(), 10))
+                run(loop, main())
         finally:
             loop.close()
     finally:

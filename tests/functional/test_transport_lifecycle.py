@@ -17,14 +17,14 @@ import pytest
 
 import conveyor
 
+from support import run
+
 LOOPS = {"conveyor": conveyor.new_event_loop, "asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(params=sorted(LOOPS))
 def any_loop(request):
-    """A fresh loop of either kind; fails the test on handler calls or leaked fds."""
-    gc.collect()
-    fds_before = set(os.listdir("/proc/self/fd"))
+    """A fresh loop of either kind; fails the test on handler calls."""
     loop = LOOPS[request.param]()
     loop.kind = request.param
     loop.errors = []
@@ -33,11 +33,6 @@ def any_loop(request):
     loop.close()
     gc.collect()
     assert loop.errors == [], "unexpected exception handler calls"
-    assert set(os.listdir("/proc/self/fd")) == fds_before, "file descriptors leaked"
-
-
-def run(loop, coro, timeout: float = 20.0):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 class Streamer(asyncio.Protocol):

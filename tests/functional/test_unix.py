@@ -13,17 +13,13 @@ import uuid
 
 import pytest
 
-TIMEOUT = 20
+from support import run
 
 
 @pytest.fixture
 def path():
     with tempfile.TemporaryDirectory() as directory:
         yield os.path.join(directory, "sock")
-
-
-def run(loop, coro):
-    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
 
 
 class Echo(asyncio.Protocol):

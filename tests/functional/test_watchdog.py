@@ -18,6 +18,8 @@ import pytest
 import conveyor
 from conveyor.observe.watchdog import Watchdog
 
+from support import run
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -90,7 +92,7 @@ def test_names_the_task_that_blocks(loop):
             await asyncio.sleep(0)
         return dog, task
 
-    dog, task = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    dog, task = run(loop, main())
     assert len(dog.stalls) == 1
     assert dog.stalls[0].task is task
     assert "name='culprit'" in dog.stalls[0].task_repr
@@ -106,7 +108,7 @@ def test_quiet_while_waiting_in_the_kernel(loop):
                 await asyncio.sleep(0.001)
         return dog
 
-    dog = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    dog = run(loop, main())
     assert not dog.stalls
 
 

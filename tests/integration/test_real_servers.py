@@ -13,12 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 import conveyor
+
+from support import bounded, wait_until, wait_until_blocking
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "conveyor": conveyor.new_event_loop}
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +34,7 @@ def run(request):
         with asyncio.Runner(loop_factory=factory) as r:
             if request.param == "conveyor":
                 assert isinstance(r.get_loop(), conveyor.EventLoop)
-            return r.run(asyncio.wait_for(coro, 30))
+            return r.run(bounded(coro, 30))
     return runner
 
 
@@ -49,13 +50,10 @@ def _require(binary: str) -> str:
 
 
 def _wait_for_path(path: Path, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not create {path}")
-        time.sleep(0.05)
+    wait_until_blocking(lambda: path.exists() or proc.poll() is not None,
+                        f"{what} to create {path}", timeout=30)
+    if proc.returncode is not None:
+        raise RuntimeError(f"{what} exited with {proc.returncode}")
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +201,10 @@ def test_uvicorn_serves_asgi_to_httpx(run):
                                 lifespan="off", loop="none")
         server = uvicorn.Server(config)
         serving = asyncio.ensure_future(server.serve())
-        while not server.started:
-            if serving.done():
-                serving.result()
-            await asyncio.sleep(0.01)
+        # uvicorn tells nobody when it has started: poll its flag.
+        await wait_until(lambda: server.started or serving.done(), "uvicorn to start")
+        if serving.done():
+            serving.result()
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

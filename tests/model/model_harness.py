@@ -94,10 +94,6 @@ def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     return factories
 
 
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
 # ------------------------------------------------------------------------------ TLS
 
 _tls: dict[str, Any] = {}

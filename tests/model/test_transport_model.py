@@ -55,6 +55,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  rule, run_state_machine_as_test)
 
 import model_harness as mh
+from support import open_fds, run
 
 LOOPS = mh.loop_factories()
 #: starttls: a Unix socketpair connection upgraded with loop.start_tls (the peer is TLS too).
@@ -151,7 +152,7 @@ class TransportMachine(RuleBasedStateMachine):
         self.broken = False
         self.violations: list[str] = []
         self.handler_calls: list[dict] = []
-        self.fds_before = mh.open_fds()
+        self.fds_before = open_fds()
         self.loop = LOOPS[loop_name]()
         self.loop.set_exception_handler(self._handler)
         self.transport = None
@@ -188,9 +189,6 @@ class TransportMachine(RuleBasedStateMachine):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def run(self, coro, timeout: float = 60.0):
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
     async def _iterations(self, n: int) -> None:
         for _ in range(n):
@@ -258,7 +256,7 @@ class TransportMachine(RuleBasedStateMachine):
             self.proto = mh.BufferedRecorder(self, keep_open, bufsize)
         else:
             self.proto = mh.Recorder(self, keep_open)
-        self.transport = self.run(self._connect(), timeout=30)
+        self.transport = run(self.loop, self._connect(), timeout=30)
         assert self.proto.made == 1, self.describe()
 
     async def _connect(self):
@@ -503,7 +501,7 @@ class TransportMachine(RuleBasedStateMachine):
     @rule(n=st.integers(1, 30))
     @_step
     def run_loop(self, n):
-        self.run(self._iterations(n))
+        run(self.loop, self._iterations(n))
 
     @rule()
     @_step
@@ -511,8 +509,8 @@ class TransportMachine(RuleBasedStateMachine):
         """Let the peer read everything; run until the model's predicted outcome."""
         if self.peer.alive:
             self.peer.set_rate(mh.ALL)
-        self.run(self._wait(self._settled, "the predicted outcome"))
-        self.run(self._iterations(2))
+        run(self.loop, self._wait(self._settled, "the predicted outcome"))
+        run(self.loop, self._iterations(2))
         self._check_delivery()
 
     def _lossy(self) -> bool:
@@ -580,11 +578,11 @@ class TransportMachine(RuleBasedStateMachine):
         # buffer): let the transport take them first, unless it is not reading.
         if (self.proto is not None and self.transport is not None
                 and not self.reading_paused and not self.transport.is_closing()):
-            self.run(self._wait(lambda: self.proto.received >= self.peer.sent or
-                                self.proto.lost, "the peer's bytes to arrive"))
-        self.run(self._iterations(5))
+            run(self.loop, self._wait(lambda: self.proto.received >= self.peer.sent
+                                      or self.proto.lost, "the peer's bytes to arrive"))
+        run(self.loop, self._iterations(5))
         cpu0, wall0 = time.process_time(), time.monotonic()
-        self.run(asyncio.sleep(0.03))
+        run(self.loop, asyncio.sleep(0.03))
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         if cpu > 0.5 * wall + 0.005:
             self.report(f"the loop burnt {cpu * 1000:.0f} ms CPU in {wall * 1000:.0f} ms idle")
@@ -631,9 +629,10 @@ class TransportMachine(RuleBasedStateMachine):
             peer.set_rate(mh.ALL)
         if not p.lost:
             self.apply(("close",), "at the end")
-        self.run(self._wait(lambda: p.lost and (not peer.alive or peer.eof or not peer.can_read),
-                            "connection_lost and the peer's EOF after close()"))
-        self.run(self._iterations(3))
+        run(self.loop, self._wait(
+            lambda: p.lost and (not peer.alive or peer.eof or not peer.can_read),
+            "connection_lost and the peer's EOF after close()"))
+        run(self.loop, self._iterations(3))
         self._check_delivery()
         if p.history and p.history[-1] != "connection_lost" and len(p.history) < 200:
             self.report(f"last callback is {p.history[-1]}, not connection_lost")
@@ -647,9 +646,9 @@ class TransportMachine(RuleBasedStateMachine):
             t, p = self.transport, self.proto
             if t is not None and p is not None and not p.lost:
                 (t.abort if hasattr(t, "abort") else t.close)()
-                self.run(self._wait(lambda: p.lost, "connection_lost after abort()"),
-                         timeout=10)
-            self.run(self._iterations(3))
+                run(self.loop, self._wait(lambda: p.lost, "connection_lost after abort()"),
+                    timeout=10)
+            run(self.loop, self._iterations(3))
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
         except BaseException:
             if not self.broken:
@@ -659,7 +658,7 @@ class TransportMachine(RuleBasedStateMachine):
             self.transport = self.proto = self.peer = None
             gc.collect()
         if not self.broken:
-            leaked = mh.open_fds() - self.fds_before
+            leaked = open_fds() - self.fds_before
             assert not leaked, f"fds left open: {sorted(leaked)} [{self.kind} on {self.loop_name}]"
             assert not self.handler_calls, f"exception handler called: {self.handler_calls!r}"
 

@@ -2,7 +2,7 @@
 task factories and the entry points (Runner, conveyor.run, install).
 
 Every test gets a fresh conveyor loop whose exception handler fails the test unless the test
-says it expects a call, and checks that the process has the same fds open afterwards.
+says it expects a call (and, like every test, the leak check of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import pytest
 import conveyor
 from conveyor.timers import _COMPACT_MIN
 
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from support import open_fds, run
 
 
 class _HandlerCalls(list):
@@ -43,7 +41,6 @@ def handler_calls():
 
 @pytest.fixture
 def loop(handler_calls):
-    before = _open_fds()
     loop = conveyor.new_event_loop()
     loop.set_exception_handler(lambda _loop, context: handler_calls.append(context))
     yield loop
@@ -52,12 +49,6 @@ def loop(handler_calls):
         loop.close()
     assert handler_calls.expected or not handler_calls, \
         f"unexpected exception handler calls: {handler_calls}"
-    assert _open_fds() <= before, "the loop leaked fds"
-
-
-def run(loop, coro, timeout=10.0):
-    """Run a coroutine on the loop, bounded so a regression cannot hang the suite."""
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 # ----------------------------------------------------------------------------- ordering
@@ -424,13 +415,13 @@ def test_closing_a_running_loop_is_an_error(loop):
 
 
 def test_close_twice_is_fine_and_releases_fds():
-    before = _open_fds()
+    before = open_fds()
     loop = conveyor.new_event_loop()
-    assert _open_fds() > before  # the poller's and the waker's fds
+    assert open_fds() > before  # the poller's and the waker's fds
     loop.close()
     loop.close()
     assert loop.is_closed()
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 def test_a_closed_loop_refuses_work():

@@ -11,9 +11,7 @@ import pytest
 import conveyor
 from conveyor.observe import hooks
 
-
-def run(loop, coro):
-    return loop.run_until_complete(asyncio.wait_for(coro, 10))
+from support import run
 
 
 class Recorder(conveyor.Instrument):

@@ -11,6 +11,8 @@ import pytest
 import conveyor
 from conveyor.observe.taskstats import TaskStats, is_lost, lost_wakers, where_suspended
 
+from support import run
+
 KEEP: dict = {}
 
 
@@ -60,7 +62,7 @@ def test_counts_steps_self_wakes_and_slow_steps(loop):
         conveyor.remove_instrument(stats)
         return spin, blocking
 
-    spin, blocking = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    spin, blocking = run(loop, main())
     spun = stats.records[spin]
     assert spun.steps == 31
     assert spun.self_wakes == 30  # every step but the last yielded bare
@@ -91,7 +93,7 @@ def test_lost_waker_judged_alike_on_both_loops(make_loop):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             return verdicts, where
 
-        verdicts, where = loop.run_until_complete(asyncio.wait_for(main(), 10))
+        verdicts, where = run(loop, main())
     finally:
         loop.close()
     assert verdicts == {"unreferenced": True, "outer": True, "held": False,
@@ -116,5 +118,5 @@ def test_lost_wakers_waits_for_the_idle_time_and_caches(loop):
         conveyor.remove_instrument(stats)
         return early, late, task
 
-    early, late, task = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    early, late, task = run(loop, main())
     assert early == [] and late == [task]

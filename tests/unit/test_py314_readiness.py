@@ -39,6 +39,8 @@ import pytest
 import conveyor
 from conveyor import handles
 
+from support import bounded
+
 SOURCE = Path(conveyor.__file__).parent
 
 POLICY_NAMES = ("get_event_loop_policy", "set_event_loop_policy", "AbstractEventLoopPolicy",
@@ -290,7 +292,7 @@ async def _loop_type() -> type:
 
 def test_install_makes_plain_asyncio_run_use_conveyor(default_policy_after):
     conveyor.install()  # the suite's warnings-as-errors: install() must warn about nothing
-    assert asyncio.run(asyncio.wait_for(_loop_type(), 10)) is conveyor.EventLoop
+    assert asyncio.run(bounded(_loop_type(), 10)) is conveyor.EventLoop
     loop = asyncio.new_event_loop()
     try:
         assert isinstance(loop, conveyor.EventLoop)
@@ -311,11 +313,11 @@ def test_event_loop_policy_makes_conveyor_loops(default_policy_after):
 
 
 def test_the_ways_that_outlive_policies():
-    assert conveyor.run(asyncio.wait_for(_loop_type(), 10)) is conveyor.EventLoop
+    assert conveyor.run(bounded(_loop_type(), 10)) is conveyor.EventLoop
     with asyncio.Runner(loop_factory=conveyor.new_event_loop) as runner:
-        assert runner.run(asyncio.wait_for(_loop_type(), 10)) is conveyor.EventLoop
+        assert runner.run(bounded(_loop_type(), 10)) is conveyor.EventLoop
     if sys.version_info >= (3, 12):
-        assert asyncio.run(asyncio.wait_for(_loop_type(), 10),
+        assert asyncio.run(bounded(_loop_type(), 10),
                            loop_factory=conveyor.new_event_loop) is conveyor.EventLoop
 
 
