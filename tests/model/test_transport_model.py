@@ -713,18 +713,20 @@ def _examples_independent_of_the_source():
     try:
         from hypothesis.internal.conjecture import providers
         from hypothesis.internal.constants_ast import Constants
-        real, cache = providers._get_local_constants, providers.CONSTANTS_CACHE
+        real = providers._get_local_constants
+        cache = providers.CONSTANTS_CACHE
+        forget = getattr(cache, "cache", cache).clear  # an LRUCache over an OrderedDict
     except (ImportError, AttributeError):
         yield
         return
     nothing = Constants()
     providers._get_local_constants = lambda: nothing
-    cache.clear()
+    forget()
     try:
         yield
     finally:
         providers._get_local_constants = real
-        cache.clear()
+        forget()
 
 
 def _xfail_on_asyncio_deviations(loop_name: str) -> None:
