@@ -129,7 +129,8 @@ ASYNCIO_DEVIATIONS = {
     "tls_data_after_close": (
         "asyncio: a TLS close() while the peer's data is in flight ends in "
         "connection_lost(SSLError APPLICATION_DATA_AFTER_CLOSE_NOTIFY) instead of a clean "
-        "close (the data crossed our close_notify; nothing was broken)"),
+        "close (the data crossed our close_notify; nothing was broken), and what was still "
+        "buffered never reaches the peer"),
 }
 #: Deviations seen in this process (test functions read and reset it).
 deviations_seen: set[str] = set()
@@ -523,16 +524,25 @@ class TransportMachine(RuleBasedStateMachine):
         self._check_delivery()
 
     def _lossy(self) -> bool:
-        return self.abort_called or self.peer_broke or self.peer.reset_seen
+        lost_exc = self.proto.lost_exc if self.proto is not None else None
+        return (self.abort_called or self.peer_broke or self.peer.reset_seen
+                or self._asyncio_tls_data_after_close(lost_exc))
+
+    def _asyncio_tls_data_after_close(self, exc: BaseException | None) -> bool:
+        """A listed asyncio deviation: its TLS close ended by the peer's data in flight (the
+        error ends the connection, so what was still buffered never arrives)."""
+        if (self.loop_name == "asyncio" and self.kind in TLS_KINDS and self.close_called
+                and isinstance(exc, ssl.SSLError)
+                and "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(exc)):
+            deviations_seen.add("tls_data_after_close")
+            return True
+        return False
 
     def _error_expected(self, exc: BaseException) -> bool:
         """May connection_lost carry this error, given what the model did?"""
         if self._lossy():
             return True
-        if (self.loop_name == "asyncio" and self.kind in TLS_KINDS and self.close_called
-                and isinstance(exc, ssl.SSLError)
-                and "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in str(exc)):
-            deviations_seen.add("tls_data_after_close")
+        if self._asyncio_tls_data_after_close(exc):
             return True
         if (self.kind in TLS_KINDS and self.close_called and isinstance(exc, TimeoutError)
                 and not getattr(self.peer, "handshaken", True)):
