@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from .console_client import ConsoleClient, ConsoleError
+from .observe.taskdump import describe_frame
 
 SORTS = ("busy", "idle", "steps", "sched", "self", "name", "id", "state")
 NUMERIC = {"busy", "idle", "steps", "sched", "self", "id"}
@@ -176,14 +177,9 @@ def render_task(detail: dict) -> list[str]:
              f"{detail.get('self_wakes', '-')}  spawned by {detail.get('spawner') or '-'}",
              "", "await chain (outermost first):"]
     for record in detail.get("chain", []):
-        if "awaiting" in record:
-            lines.append(f"  awaiting {record['awaiting']}")
-        elif record.get("finished"):
-            lines.append(f"  {record['name']} (finished or not started)")
-        else:
-            lines.append(f"  {record['name']} at {record['file']}:{record['line']}")
-            if record.get("code"):
-                lines.append(f"      {record['code']}")
+        lines.append("  " + describe_frame(record))
+        if record.get("code"):  # the source line, sent for suspended frames
+            lines.append(f"      {record['code']}")
     if detail.get("children"):
         lines.append(f"children: {', '.join(str(c) for c in detail['children'])}")
     lines += ["", "Enter/Esc back   c cancel this task   q quit"]

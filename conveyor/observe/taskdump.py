@@ -121,15 +121,16 @@ def await_frames(task: asyncio.Task) -> list[dict[str, Any]]:
 
 def await_chain(task: asyncio.Task) -> list[str]:
     """The lines describing where ``task`` is suspended, outermost coroutine first."""
-    lines: list[str] = []
-    for record in await_frames(task):
-        if "awaiting" in record:
-            lines.append(f"awaiting {record['awaiting']}")
-        elif record.get("finished"):
-            lines.append(f"{record['name']} (finished or not started)")
-        else:
-            lines.append(f"{record['name']} at {record['file']}:{record['line']}")
-    return lines
+    return [describe_frame(record) for record in await_frames(task)]
+
+
+def describe_frame(record: dict[str, Any]) -> str:
+    """One `await_frames` record as a line (the task dump and ``top``'s task view)."""
+    if "awaiting" in record:
+        return f"awaiting {record['awaiting']}"
+    if record.get("finished"):
+        return f"{record['name']} (finished or not started)"
+    return f"{record['name']} at {record['file']}:{record['line']}"
 
 
 def _safe_repr(obj: Any) -> str:
