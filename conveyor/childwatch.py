@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from typing import Any, Callable
 
@@ -51,6 +52,11 @@ def _use_pidfd() -> bool:
     return hasattr(os, "pidfd_open") and os.environ.get("CONVEYOR_CHILDWATCH") != "thread"
 
 
+#: How long a reaper that found the child already reaped waits for Popen to store what it
+#: read (seen in the suite: a Popen.wait() in another thread had reaped, not yet stored).
+_POPEN_STORE_GRACE = 0.05
+
+
 def _reap(pid: int, popen: Any = None) -> int:
     """Block until `pid` is reaped; its returncode as subprocess reports it.
 
@@ -60,8 +66,14 @@ def _reap(pid: int, popen: Any = None) -> int:
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
-        if popen is not None and popen.returncode is not None:
-            return popen.returncode
+        if popen is not None:
+            # Popen stores the returncode just after its own waitpid returns; another thread
+            # may be between the two. Give it that moment (only on this rare path).
+            deadline = time.monotonic() + _POPEN_STORE_GRACE
+            while popen.returncode is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if popen.returncode is not None:
+                return popen.returncode
         logger.warning("child process pid %d exit status already read: "
                        "will report returncode %d", pid, UNKNOWN_RETURNCODE)
         return UNKNOWN_RETURNCODE
