@@ -14,7 +14,7 @@ import gc
 import pytest
 
 import conveyor
-from support import LEAK_KINDS, Leftovers
+from support import LEAK_KINDS, Leftovers, checked_loop
 
 
 def pytest_configure(config):
@@ -58,14 +58,7 @@ def loop():
     Handler calls are kept in `loop.errors` so a test that expects one can inspect and
     clear them.
     """
-    loop = conveyor.new_event_loop()
-    loop.errors = []
-    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
-    gc.collect()
-    assert loop.errors == [], "unexpected exception handler calls"
+    yield from checked_loop(conveyor.new_event_loop)
 
 
 def pytest_collection_finish(session):

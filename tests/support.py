@@ -134,6 +134,20 @@ class Accepted(list):
 
 # ---------------------------------------------------------------------------- leak check
 
+def checked_loop(new_loop: Callable[[], asyncio.AbstractEventLoop]):
+    """A loop fixture's body (use with ``yield from``): the loop from `new_loop`, with
+    exception-handler calls kept in ``loop.errors``; afterwards the default executor is
+    joined, the loop closed, and the test fails if the handler was called."""
+    loop = new_loop()
+    loop.errors = []
+    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
+    yield loop
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    gc.collect()
+    assert loop.errors == [], "unexpected exception handler calls"
+
+
 def open_fds() -> set[str]:
     """This process's open fds (as /proc names them), less the one used to list them."""
     return {fd for fd in os.listdir("/proc/self/fd") if os.path.lexists(f"/proc/self/fd/{fd}")}

@@ -19,6 +19,8 @@ import pytest
 
 import conveyor
 
+from support import checked_loop
+
 DATA = bytes(range(256)) * 40  # 10 KiB, every byte value, so misplaced offsets show
 TIMEOUT = 10
 
@@ -28,14 +30,8 @@ def loop(request):
     """Stock asyncio's loop and conveyor's; afterwards, no handler calls and no leaked fds."""
     gc.collect()
     fds_before = set(os.listdir("/proc/self/fd"))
-    loop = asyncio.new_event_loop() if request.param == "asyncio" else conveyor.new_event_loop()
-    loop.errors = []
-    loop.set_exception_handler(lambda _loop, context: loop.errors.append(context))
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())
-    loop.close()
-    gc.collect()
-    assert loop.errors == [], "unexpected exception handler calls"
+    yield from checked_loop(
+        asyncio.new_event_loop if request.param == "asyncio" else conveyor.new_event_loop)
     assert set(os.listdir("/proc/self/fd")) == fds_before, "file descriptors leaked"
 
 
