@@ -360,7 +360,12 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             if handle._cancelled:
                 continue
             try:
-                handle._context.run(handle._callback, *handle._args)
+                # Most handles have no arguments (task steps, future callbacks, I/O):
+                # calling without the star saves building a list and a tuple per callback.
+                if handle._args:
+                    handle._context.run(handle._callback, *handle._args)
+                else:
+                    handle._context.run(handle._callback)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..contract import LoopInternals
 from .base import FdTransport
-from .stream import FdSink, StreamTransport
+from .stream import StreamTransport
 
 logger = logging.getLogger("asyncio")
 
@@ -120,7 +120,7 @@ class WritePipeTransport(_PipeFile, StreamTransport):
                  waiter: asyncio.Future | None = None, extra: dict | None = None) -> None:
         super().__init__(extra)
         fd = self._init_pipe(loop, pipe, protocol)
-        self._init_stream(FdSink(fd))
+        self._init_stream(None)
         mode = os.fstat(fd).st_mode
         self._start(waiter)
         # Watching the write end for "readable" is how a pipe or socket tells us the reader

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import weakref
 from typing import Any
@@ -36,6 +37,7 @@ logger = logging.getLogger("asyncio")
 #:   takes a 100 KiB message in one call instead of two (server CPU per 100 KiB echo:
 #:   23 -> 17-18 us). A read under BULK_EXIT bytes ends the bulk mode.
 READ_SIZE = 65536
+_read = os.read
 READ_BUFFER_SIZE = 262144
 BULK_EXIT = 16384
 
@@ -81,7 +83,9 @@ class SocketTransport(StreamTransport):
         self._sock = None  # until the checks below pass, __del__ has nothing to close
         self._note_socket_names(sock)
         self._init_lifecycle(loop, sock.fileno(), protocol)
-        self._init_stream(sock)
+        # A plain socket is read and written through its fd (stream.py says why); a
+        # subclass through its own methods, so that overrides are honoured.
+        self._init_stream(None if type(sock) is socket.socket else sock)
         self._sock = sock
         self._rbuf = _loop_read_buffer(loop)
         self._bulk = False
@@ -137,7 +141,8 @@ class SocketTransport(StreamTransport):
                 if nbytes < BULK_EXIT:
                     self._bulk = False
             else:
-                data = self._sock.recv(READ_SIZE)
+                sink = self._sink
+                data = _read(self._fd, READ_SIZE) if sink is None else sink.recv(READ_SIZE)
                 if len(data) == READ_SIZE:
                     self._bulk = True
         except (BlockingIOError, InterruptedError):
