@@ -56,6 +56,9 @@ class LoopInternals(Protocol):
     def _park_reader(self, fd: int, handle: Handle) -> None:
         """The wait is over: remove fd's reader next iteration unless it was replaced."""
 
+    def _reader_handle(self, fd: int) -> Handle | None:
+        """The handle registered to read fd (parked or waiting), or None."""
+
     def _rearm_reader(self, fd: int, replaced: Handle) -> None:
         """`replaced`'s file was closed while parked: register fd for its new reader."""
 

@@ -201,6 +201,11 @@ class FdTable:
         if not self._closed:
             self.call_soon(self._unpark_reader, fd, handle)
 
+    def _reader_handle(self, fd: int) -> Handle | None:
+        """The handle registered to read fd, parked or waiting, or None (for a sock_*
+        coroutine asking whether its own last wait is still parked)."""
+        return self._readers.get(fd)
+
     def _unpark_reader(self, fd: int, handle: Handle) -> None:
         if self._readers.get(fd) is handle:
             self._remove_reader(fd)

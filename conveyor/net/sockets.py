@@ -1,13 +1,19 @@
 """The sock_* coroutines: await a non-blocking socket's syscall without a transport.
 
 Every coroutine tries the syscall first and waits on readiness only when it would block,
-because on a busy connection the data is usually already there (an echo server's `recv`
-after its own `send`, a `sendall` into an empty socket buffer). When it must wait, it
+because the data or the room is often already there (a `sendall` into an empty socket
+buffer, a `recv` while the peer streams); receives make one exception, below. When it must wait, it
 registers a reader or writer callback with the loop and gives it up when the waiting task
 resumes, whether the operation finished, failed or was cancelled: so a cancelled
 `sock_recv` leaves the socket registered for nothing and usable by the next call. (A reader
 is kept one more loop iteration before it is removed, so a task that receives in a loop
 does not pay two epoll_ctl calls per message; see `_SockReader`.)
+
+A receive skips the first attempt when the same socket's previous receive had to wait and
+came back with less than it asked for (its parked reader says so): in a request/response
+exchange the answer to what was just sent is not there yet, and the attempt would only cost a
+failed system call and an exception (about 1 us per message; uvloop never tries first). A
+receive that filled its buffer, or one on a socket that has not waited, tries first.
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
 make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
@@ -19,6 +25,7 @@ with TypeError, and an fd owned by a transport with RuntimeError.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Any
 
@@ -38,6 +45,11 @@ _SSLSocket: type = ssl.SSLSocket if ssl is not None else type("_NoSSLSocket", ()
 _MAX_RECV = 65536
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
+#: A plain socket.socket is read and written with os.read / os.write on its fd: the same
+#: system calls, with cheaper argument parsing (see transports/stream.py). A subclass is
+#: called through its own methods, so overrides are honoured.
+_read = os.read
+_write = os.write
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
@@ -71,7 +83,7 @@ class _SockReader(Handle):
     poller again (`_rearm_reader`) so the newcomer is polled.
     """
 
-    __slots__ = ("_sock", "_fd")
+    __slots__ = ("_sock", "_fd", "_filled")
 
     def cancel(self) -> None:
         if self._cancelled:
@@ -96,6 +108,7 @@ async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: A
     handle = _SockReader(callback, (fut, *args), loop, None)
     handle._sock = sock
     handle._fd = fd
+    handle._filled = False
     loop._add_reader_handle(fd, handle)
     try:
         return await fut
@@ -144,28 +157,73 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
 
 # ----------------------------------------------------------------------------- receive
 
+def _read_when_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
+    """`_retry` for a plain socket's recv: os.read on its fd (a closed socket's fileno() is
+    -1, so a wait outliving its socket fails with EBADF, as recv would)."""
+    if fut.done():
+        return
+    try:
+        data = _read(sock.fileno(), n)
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut = None  # exc's traceback keeps this frame: it must not keep the future too
+    else:
+        fut.set_result(data)
+
+
+def _try_first(loop: LoopInternals, sock: Any) -> bool:
+    """Whether a receive should try before waiting: not when this socket's last receive
+    waited and came back short (see the module docstring)."""
+    parked = loop._reader_handle(sock.fileno())
+    return type(parked) is not _SockReader or parked._sock is not sock or parked._filled
+
+
+def _note_filled(loop: LoopInternals, sock: Any) -> None:
+    """The receive that just waited filled its buffer: more may be waiting, so the next
+    receive tries first."""
+    parked = loop._reader_handle(sock.fileno())
+    if type(parked) is _SockReader and parked._sock is sock:
+        parked._filled = True
+
+
 async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
     """Receive up to `n` bytes from `sock` (at most 64 KiB per call on a stream)."""
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
     if n > _MAX_RECV and sock.type == socket.SOCK_STREAM:
         n = _MAX_RECV
-    try:
-        return sock.recv(n)
-    except _WOULD_BLOCK:
-        pass
-    return await _wait_readable(loop, sock, _retry, sock, "recv", n)
+    plain = type(sock) is socket.socket
+    if _try_first(loop, sock):
+        try:
+            return _read(sock.fileno(), n) if plain else sock.recv(n)
+        except _WOULD_BLOCK:
+            pass
+    if plain:
+        data = await _wait_readable(loop, sock, _read_when_ready, sock, n)
+    else:
+        data = await _wait_readable(loop, sock, _retry, sock, "recv", n)
+    if len(data) == n:
+        _note_filled(loop, sock)
+    return data
 
 
 async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> int:
     """Receive into the writable buffer `buf`; return the number of bytes received."""
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
-    try:
-        return sock.recv_into(buf)
-    except _WOULD_BLOCK:
-        pass
-    return await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
+    if _try_first(loop, sock):
+        try:
+            return sock.recv_into(buf)
+        except _WOULD_BLOCK:
+            pass
+    nbytes = await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
+    if nbytes == len(buf):
+        _note_filled(loop, sock)
+    return nbytes
 
 
 async def sock_recvfrom(loop: LoopInternals, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
@@ -202,7 +260,7 @@ async def sock_sendall(loop: LoopInternals, sock: socket.socket, data: Any) -> N
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
     try:
-        sent = sock.send(data)
+        sent = _write(sock.fileno(), data) if type(sock) is socket.socket else sock.send(data)
     except _WOULD_BLOCK:
         sent = 0
     if sent == len(data):
