@@ -232,7 +232,7 @@ class Server(asyncio.AbstractServer):
             return
         try:
             protocol = self._protocol_factory()
-            SocketTransport(self._loop, conn, protocol, None, {"peername": addr}, self)
+            SocketTransport(self._loop, conn, protocol, None, addr, self)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -249,7 +249,7 @@ class Server(asyncio.AbstractServer):
             transport, _ = socket_transport(
                 self._loop, conn, protocol, waiter, self._ssl_context, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
-                ssl_shutdown_timeout=self._ssl_shutdown_timeout, extra={"peername": addr},
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout, peername=addr,
                 server=self)
             await waiter
         except (SystemExit, KeyboardInterrupt):

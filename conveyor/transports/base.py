@@ -98,6 +98,24 @@ def is_buffered(protocol: Any) -> bool:
             and not isinstance(protocol, asyncio.Protocol))
 
 
+def peer_name(sock: Any) -> Any:
+    """The socket's peer address, or None if it has none (asyncio's "peername")."""
+    try:
+        return sock.getpeername()
+    except OSError:
+        return None
+
+
+def socket_extra(sock: Any, peername: Any) -> dict[str, Any]:
+    """asyncio's extra info for a socket: a view of the socket that refuses what would
+    break the transport (reading, writing, closing it), sockname and `peername`."""
+    try:
+        sockname = sock.getsockname()
+    except OSError:
+        sockname = None
+    return {"socket": TransportSocket(sock), "sockname": sockname, "peername": peername}
+
+
 def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any = None) -> None:
     """Complete a creation waiter unless its awaiter gave up."""
     if fut is not None and not fut.cancelled():
@@ -305,18 +323,3 @@ class FdTransport(asyncio.Transport):
         if file is not None:
             setattr(self, self._file_attr, None)
             file.close()
-
-    def _note_socket_names(self, sock: Any) -> None:
-        """asyncio's extra info for a socket: a view of the socket that refuses what would
-        break the transport (reading, writing, closing it), sockname and peername."""
-        extra = self._extra
-        extra["socket"] = TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None
