@@ -158,7 +158,7 @@ class FdTransport(asyncio.Transport):
         self._buffer = None
         self._buffer_size = 0
         self._protocol_paused = False
-        self._high_water, self._low_water = flow.water_marks(None, None)
+        self._high_water, self._low_water = flow.DEFAULT_MARKS
 
     def _start(self, waiter: asyncio.Future | None) -> None:
         """Claim the fd, then: connection_made, start reading, wake the creator — in order."""
