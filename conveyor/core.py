@@ -151,7 +151,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         self._timers = TimerQueue()
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
-        self._interest: dict[int, int] = {}
+        #: How many fds are registered with the poller (see core_fds: the masks are not
+        #: stored, the tables say them).
+        self._nfds = 0
         #: fd -> the file object add_reader/add_writer was given for it (not for plain ints),
         #: so a registration can still be found by its object after the object is closed.
         self._fileobjs: dict[int, Any] = {}
@@ -269,7 +271,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             handle.cancel()
         self._readers.clear()
         self._writers.clear()
-        self._interest.clear()
+        self._nfds = 0
         self._fileobjs.clear()
         self._waker.close()
         self._poller.close()
@@ -572,7 +574,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         cancelled = timers.cancelled
         return Gauges(ready=len(self._ready), from_threads=len(self._from_threads),
                       timers=max(len(timers.heap) - cancelled, 0),
-                      cancelled_timers=cancelled, fds=len(self._interest))
+                      cancelled_timers=cancelled, fds=self._nfds)
 
     def _snapshot_queue(self) -> QueueSnapshot:
         """The ready queue and the live timers now, in the order they will run.
