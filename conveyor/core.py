@@ -157,7 +157,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         #: fd -> the file object add_reader/add_writer was given for it (not for plain ints),
         #: so a registration can still be found by its object after the object is closed.
         self._fileobjs: dict[int, Any] = {}
-        self._transports: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        #: fd -> the transport that owns it, or a weak reference to it (see
+        #: core_fds.FdTable._claim_fd).
+        self._transports: dict[int, Any] = {}
         self._closed = False
         self._stopping = False
         self._thread_id: int | None = None

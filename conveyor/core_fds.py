@@ -15,6 +15,7 @@ end serve the sock_* coroutines.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 from .handles import Handle
@@ -124,9 +125,33 @@ class FdTable:
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
+        transport = self._transport_of(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    # ------------------------------------------- which transport owns an fd
+
+    def _claim_fd(self, fd: int, transport: Any, keep_alive: bool = False) -> None:
+        """Record that `transport` owns fd until `_release_fd`.
+
+        The record is a weak reference, so a transport its program dropped without closing
+        is still collected (with asyncio's ResourceWarning); with `keep_alive` it is the
+        transport itself, which keeps it alive until released: a server's connections, which
+        the server finds here (it keeps no set of its own: a set entry and a weakref cost
+        ~150 bytes per idle connection, scripts/conn_memory.py)."""
+        self._transports[fd] = transport if keep_alive else weakref.ref(transport)
+
+    def _transport_of(self, fd: int) -> Any:
+        """The transport that owns fd, or None."""
+        entry = self._transports.get(fd)
+        if type(entry) is weakref.ref:
+            return entry()
+        return entry
+
+    def _release_fd(self, fd: int, transport: Any) -> None:
+        """`transport` no longer owns fd (a no-op if another owner has claimed it since)."""
+        if self._transport_of(fd) is transport:
+            del self._transports[fd]
 
     def _lookup_fd(self, fileobj: Any) -> int:
         """The fd of `fileobj`; for a file object closed since it was registered, the fd it

@@ -212,12 +212,13 @@ async def _transport_native(loop: LoopInternals, transport: SocketTransport, fil
     fd = transport._fd
     try:
         await emptied
-        loop._transports.pop(fd, None)
+        owner = loop._transports.pop(fd, None)
         try:
             return await loop.sock_sendfile(transport._sock, file, offset, count,
                                             fallback=False)
         finally:
-            loop._transports.setdefault(fd, transport)
+            if owner is not None and transport._file_is_open():
+                loop._transports.setdefault(fd, owner)
     finally:
         transport._reset_empty_waiter()
         if resume_reading:

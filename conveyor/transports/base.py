@@ -160,10 +160,13 @@ class FdTransport(asyncio.Transport):
         self._protocol_paused = False
         self._high_water, self._low_water = flow.DEFAULT_MARKS
 
-    def _start(self, waiter: asyncio.Future | None) -> None:
-        """Claim the fd, then: connection_made, start reading, wake the creator — in order."""
+    def _start(self, waiter: asyncio.Future | None, keep_alive: bool = False) -> None:
+        """Claim the fd, then: connection_made, start reading, wake the creator — in order.
+
+        `keep_alive`: the loop's record of the fd holds this transport strongly until it is
+        released (a server's connection: see `CoreLoop._claim_fd`), not weakly."""
         loop = self._loop
-        loop._transports[self._fd] = self
+        loop._claim_fd(self._fd, self, keep_alive)
         loop.call_soon(self._connection_made, context=self._context)
         if self._read_cb is not None:
             # Reading starts only once connection_made has run, as on the standard loop.
@@ -309,7 +312,9 @@ class FdTransport(asyncio.Transport):
             self._release()
 
     def _release(self) -> None:
-        """After connection_lost: close the fd and break the transport <-> protocol cycle."""
+        """After connection_lost: give up and close the fd, and break the transport <->
+        protocol cycle."""
+        self._loop._release_fd(self._fd, self)
         self._close_file()
         self._protocol = None
         self._read_cb = None

@@ -96,7 +96,7 @@ class SocketTransport(StreamTransport):
         self.set_protocol(protocol)
         if server is not None:
             server._attach(self)
-        self._start(waiter)
+        self._start(waiter, keep_alive=server is not None)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import socket
 import struct
+import warnings
 
 import pytest
 
@@ -120,5 +121,68 @@ def test_extra_info_after_the_peer_has_gone(any_loop):
         assert transport.get_extra_info("sockname") == server_name
         transport.close()
         await proto.lost
+
+    run(loop, main())
+
+
+# ------------------------------------------- who keeps an idle connection alive
+
+
+class Forgetful(asyncio.Protocol):
+    """Pauses reading and keeps no reference to its transport: only the loop holds it."""
+
+    def __init__(self, lost: list) -> None:
+        self.lost_calls = lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost_calls.append(exc)
+
+
+def test_a_dropped_unclosed_transport_is_collected_with_a_warning(any_loop):
+    """The loop's record of a client connection's fd is weak, as asyncio's is: a transport
+    the program drops unclosed (reading paused, nothing buffered) is collected and warns."""
+    loop = any_loop
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            port = listener.getsockname()[1]
+            transport, _ = await loop.create_connection(
+                lambda: Forgetful([]), "127.0.0.1", port)
+            peer, _ = listener.accept()
+        with peer:
+            fd = transport.get_extra_info("socket").fileno()
+            del transport
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                gc.collect()
+            assert any("unclosed transport" in str(w.message) for w in caught), caught
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed by the collected transport (not reused: no await)
+
+    run(loop, main())
+
+
+def test_a_server_finds_connections_only_the_loop_holds(loop):
+    """A server's connections are held by the loop's fd records (not a set of the
+    server's): close_clients() reaches one that its protocol forgot, and wait_closed()
+    returns once it is gone."""
+    async def main():
+        lost: list = []
+        server = await loop.create_server(lambda: Forgetful(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        with client:
+            await wait_until(lambda: server._nclients == 1, "the connection accepted")
+            gc.collect()
+            server.close()
+            server.close_clients()
+            await wait_until(lambda: lost, "connection_lost")
+            await asyncio.wait_for(server.wait_closed(), 10)
+            client.setblocking(False)
+            assert await loop.sock_recv(client, 10) == b""
 
     run(loop, main())
