@@ -139,7 +139,8 @@ def _sizes(loop: Any, transport: Any) -> dict[str, int]:
     size = sys.getsizeof
     fd = transport._sock.fileno()
     found: dict[str, int] = {"transport": size(transport)}
-    if hasattr(transport, "__dict__"):
+    if "__slots__" not in vars(type(transport)):
+        # (Not for a class with slots: a "__dict__" slot's dict is made by asking for it.)
         found["transport.__dict__"] = size(transport.__dict__)
     extra = transport._extra  # not get_extra_info(): that may make it
     if extra is None:

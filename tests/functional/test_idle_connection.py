@@ -186,3 +186,31 @@ def test_a_server_finds_connections_only_the_loop_holds(loop):
             assert await loop.sock_recv(client, 10) == b""
 
     run(loop, main())
+
+
+# ------------------------------------------------------------ the memory bound
+
+#: Bytes of Python objects per idle server connection, loop's share only (a protocol with
+#: one slot, no parser). conveyor measured ~970 on 3.11 and 3.13 (asyncio: ~1,690 on 3.11,
+#: ~2,820 on 3.13; conveyor before issue 14: ~1,560), so this fails on a regression of a
+#: quarter or more (the eager extra-info dict alone is ~370) without being near the noise.
+IDLE_CONNECTION_BYTES_LIMIT = 1250
+
+
+def _conn_memory_script():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "conn_memory.py")
+    spec = importlib.util.spec_from_file_location("conn_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(90)
+def test_idle_connection_memory_stays_bounded():
+    script = _conn_memory_script()
+    result = script.measure(conveyor.new_event_loop, 500, script.EchoOnce, top=8)
+    per_connection = result["tracemalloc_per_connection"]
+    assert per_connection < IDLE_CONNECTION_BYTES_LIMIT, (
+        f"{per_connection:.0f} B per idle connection (limit {IDLE_CONNECTION_BYTES_LIMIT}); "
+        "largest sites: " + ", ".join(f"{s['site']} {s['bytes']:.0f} B"
+                                      for s in result["sites"]))
