@@ -58,9 +58,8 @@ class LoopInternals(Protocol):
     def _rearm_reader(self, fd: int, replaced: Handle) -> None:
         """`replaced`'s file was closed while parked: register fd for its new reader."""
 
-    #: fd -> the transport that owns it, or a weak reference to it: read it through
-    #: `_transport_of`, change it through `_claim_fd` / `_release_fd` (or pop an entry and
-    #: put it back unchanged). While a transport owns an fd and is not closing, the public
+    #: fd -> the transport that owns it, or a weak reference to it: use the operations
+    #: below, not the dict. While a transport owns an fd and is not closing, the public
     #: add_reader/add_writer/remove_* refuse that fd with RuntimeError (asyncio's rule).
     _transports: dict[int, Any]
 
@@ -72,6 +71,15 @@ class LoopInternals(Protocol):
 
     def _release_fd(self, fd: int, transport: Any) -> None:
         """`transport` no longer owns fd (no-op if another owner claimed it since)."""
+
+    def _lend_fd(self, fd: int) -> None:
+        """fd's transport lends its socket to a sock_* call until `_return_fd(fd)`."""
+
+    def _return_fd(self, fd: int) -> None:
+        """End `_lend_fd`: the transport owns fd again, unless released meanwhile."""
+
+    def _fd_owners(self) -> list[Any]:
+        """Every live transport that owns an fd, lent ones included."""
 
     # ---------------------------------------------------------- the loop itself
 

@@ -160,6 +160,8 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         #: fd -> the transport that owns it, or a weak reference to it (see
         #: core_fds.FdTable._claim_fd).
         self._transports: dict[int, Any] = {}
+        #: The same records, for fds whose transport has lent its socket (`_lend_fd`).
+        self._lent: dict[int, Any] = {}
         self._closed = False
         self._stopping = False
         self._thread_id: int | None = None

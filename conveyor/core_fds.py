@@ -36,6 +36,13 @@ def _fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _live(record: Any) -> Any:
+    """The transport a record of `FdTable._claim_fd` names (None for none, or a dead one)."""
+    if type(record) is weakref.ref:
+        return record()
+    return record
+
+
 class FdTable:
     """The core's fd tables and the operations on them (state lives on the loop: see
     `CoreLoop.__init__`)."""
@@ -142,16 +149,33 @@ class FdTable:
         self._transports[fd] = transport if keep_alive else weakref.ref(transport)
 
     def _transport_of(self, fd: int) -> Any:
-        """The transport that owns fd, or None."""
-        entry = self._transports.get(fd)
-        if type(entry) is weakref.ref:
-            return entry()
-        return entry
+        """The transport that owns fd, or None (None too while it lends fd: `_lend_fd`)."""
+        return _live(self._transports.get(fd))
 
     def _release_fd(self, fd: int, transport: Any) -> None:
         """`transport` no longer owns fd (a no-op if another owner has claimed it since)."""
-        if self._transport_of(fd) is transport:
-            del self._transports[fd]
+        for records in (self._transports, self._lent):
+            if _live(records.get(fd)) is transport:
+                del records[fd]
+
+    def _lend_fd(self, fd: int) -> None:
+        """fd's transport lends its socket to a sock_* call (a transport's native sendfile,
+        as asyncio does it): until `_return_fd`, nothing owns fd as far as the checks go,
+        but the record is kept aside, so the transport's server still finds it."""
+        record = self._transports.pop(fd, None)
+        if record is not None:
+            self._lent[fd] = record
+
+    def _return_fd(self, fd: int) -> None:
+        """The loan is over: the transport owns fd again, unless it was released meanwhile."""
+        record = self._lent.pop(fd, None)
+        if record is not None:
+            self._transports.setdefault(fd, record)
+
+    def _fd_owners(self) -> list[Any]:
+        """Every live transport that owns an fd, lent ones included."""
+        records = [*self._transports.values(), *self._lent.values()]
+        return [owner for owner in map(_live, records) if owner is not None]
 
     def _lookup_fd(self, fileobj: Any) -> int:
         """The fd of `fileobj`; for a file object closed since it was registered, the fd it

@@ -84,7 +84,7 @@ class Server(asyncio.AbstractServer):
 
     def _clients(self) -> list[Any]:
         """The connections accepted here and not released yet."""
-        return [transport for transport in list(self._loop._transports.values())
+        return [transport for transport in self._loop._fd_owners()
                 if getattr(transport, "_server", None) is self]
 
     def _wakeup(self) -> None:

@@ -188,6 +188,32 @@ def test_a_server_finds_connections_only_the_loop_holds(loop):
     run(loop, main())
 
 
+def test_a_server_finds_a_connection_that_lends_its_socket(loop):
+    """While a transport lends its socket (native sendfile), nothing owns its fd as far
+    as the checks go, but close_clients() still reaches it; released meanwhile, it is not
+    given the fd back."""
+    async def main():
+        lost: list = []
+        server = await loop.create_server(lambda: Forgetful(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        with client:
+            await wait_until(lambda: server._nclients == 1, "the connection accepted")
+            (transport,) = server._clients()
+            fd = transport.get_extra_info("socket").fileno()
+            loop._lend_fd(fd)
+            assert loop._transport_of(fd) is None
+            server.close()
+            server.close_clients()
+            assert transport.is_closing()
+            await wait_until(lambda: lost, "connection_lost")
+            loop._return_fd(fd)
+            assert loop._transport_of(fd) is None and fd not in loop._transports
+            await asyncio.wait_for(server.wait_closed(), 10)
+
+    run(loop, main())
+
+
 # ------------------------------------------------------------ the memory bound
 
 #: Bytes of Python objects per idle server connection, loop's share only (a protocol with
