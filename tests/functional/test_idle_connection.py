@@ -166,10 +166,13 @@ def test_a_dropped_unclosed_transport_is_collected_with_a_warning(any_loop):
     run(loop, main())
 
 
-def test_a_server_finds_connections_only_the_loop_holds(loop):
+@pytest.mark.parametrize("lend", [False, True], ids=["held", "lent"])
+def test_close_clients_reaches_a_connection_only_the_loop_holds(loop, lend):
     """A server's connections are held by the loop's fd records (not a set of the
     server's): close_clients() reaches one that its protocol forgot, and wait_closed()
-    returns once it is gone."""
+    returns once it is gone. With `lend`, the transport lends its socket meanwhile (as a
+    native sendfile does): nothing owns its fd as far as the checks go, the server still
+    finds it, and released during the loan it is not given the fd back."""
     async def main():
         lost: list = []
         server = await loop.create_server(lambda: Forgetful(lost), "127.0.0.1", 0)
@@ -178,38 +181,21 @@ def test_a_server_finds_connections_only_the_loop_holds(loop):
         with client:
             await wait_until(lambda: server._nclients == 1, "the connection accepted")
             gc.collect()
+            if lend:
+                (transport,) = server._clients()
+                fd = transport.get_extra_info("socket").fileno()
+                del transport
+                loop._lend_fd(fd)
+                assert loop._transport_of(fd) is None
             server.close()
             server.close_clients()
             await wait_until(lambda: lost, "connection_lost")
+            if lend:
+                loop._return_fd(fd)
+                assert fd not in loop._transports
             await asyncio.wait_for(server.wait_closed(), 10)
             client.setblocking(False)
             assert await loop.sock_recv(client, 10) == b""
-
-    run(loop, main())
-
-
-def test_a_server_finds_a_connection_that_lends_its_socket(loop):
-    """While a transport lends its socket (native sendfile), nothing owns its fd as far
-    as the checks go, but close_clients() still reaches it; released meanwhile, it is not
-    given the fd back."""
-    async def main():
-        lost: list = []
-        server = await loop.create_server(lambda: Forgetful(lost), "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = socket.create_connection(("127.0.0.1", port))
-        with client:
-            await wait_until(lambda: server._nclients == 1, "the connection accepted")
-            (transport,) = server._clients()
-            fd = transport.get_extra_info("socket").fileno()
-            loop._lend_fd(fd)
-            assert loop._transport_of(fd) is None
-            server.close()
-            server.close_clients()
-            assert transport.is_closing()
-            await wait_until(lambda: lost, "connection_lost")
-            loop._return_fd(fd)
-            assert loop._transport_of(fd) is None and fd not in loop._transports
-            await asyncio.wait_for(server.wait_closed(), 10)
 
     run(loop, main())
 
