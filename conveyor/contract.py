@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import socket
-import weakref
 from contextvars import Context
 from typing import Any, Callable, Protocol
 
@@ -62,10 +61,28 @@ class LoopInternals(Protocol):
     def _rearm_reader(self, fd: int, replaced: Handle) -> None:
         """`replaced`'s file was closed while parked: register fd for its new reader."""
 
-    #: fd -> the transport that owns it. A transport puts itself here; the public
-    #: add_reader/add_writer/remove_* then refuse that fd with RuntimeError while the
-    #: transport is not closing (asyncio's rule).
-    _transports: weakref.WeakValueDictionary[int, Any]
+    #: fd -> the transport that owns it, or a weak reference to it: use the operations
+    #: below, not the dict. While a transport owns an fd and is not closing, the public
+    #: add_reader/add_writer/remove_* refuse that fd with RuntimeError (asyncio's rule).
+    _transports: dict[int, Any]
+
+    def _claim_fd(self, fd: int, transport: Any, keep_alive: bool = False) -> None:
+        """`transport` owns fd; held weakly, or with `keep_alive` strongly, until released."""
+
+    def _transport_of(self, fd: int) -> Any:
+        """The transport that owns fd, or None."""
+
+    def _release_fd(self, fd: int, transport: Any) -> None:
+        """`transport` no longer owns fd (no-op if another owner claimed it since)."""
+
+    def _lend_fd(self, fd: int) -> None:
+        """fd's transport lends its socket to a sock_* call until `_return_fd(fd)`."""
+
+    def _return_fd(self, fd: int) -> None:
+        """End `_lend_fd`: the transport owns fd again, unless released meanwhile."""
+
+    def _fd_owners(self) -> list[Any]:
+        """Every live transport that owns an fd, lent ones included."""
 
     # ---------------------------------------------------------- the loop itself
 

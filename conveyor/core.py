@@ -151,11 +151,17 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         self._timers = TimerQueue()
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
-        self._interest: dict[int, int] = {}
+        #: How many fds are registered with the poller (see core_fds: the masks are not
+        #: stored, the tables say them).
+        self._nfds = 0
         #: fd -> the file object add_reader/add_writer was given for it (not for plain ints),
         #: so a registration can still be found by its object after the object is closed.
         self._fileobjs: dict[int, Any] = {}
-        self._transports: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        #: fd -> the transport that owns it, or a weak reference to it (see
+        #: core_fds.FdTable._claim_fd).
+        self._transports: dict[int, Any] = {}
+        #: The same records, for fds whose transport has lent its socket (`_lend_fd`).
+        self._lent: dict[int, Any] = {}
         self._closed = False
         self._stopping = False
         self._thread_id: int | None = None
@@ -269,7 +275,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             handle.cancel()
         self._readers.clear()
         self._writers.clear()
-        self._interest.clear()
+        self._nfds = 0
         self._fileobjs.clear()
         self._waker.close()
         self._poller.close()
@@ -577,7 +583,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         cancelled = timers.cancelled
         return Gauges(ready=len(self._ready), from_threads=len(self._from_threads),
                       timers=max(len(timers.heap) - cancelled, 0),
-                      cancelled_timers=cancelled, fds=len(self._interest))
+                      cancelled_timers=cancelled, fds=self._nfds)
 
     def _snapshot_queue(self) -> QueueSnapshot:
         """The ready queue and the live timers now, in the order they will run.

@@ -1,17 +1,21 @@
 """The fd tables: which callback runs when an fd is readable or writable.
 
 Part of the loop core (`core.CoreLoop` mixes it in; `_run_once` reads `_readers` and
-`_writers` directly). Two dicts fd -> Handle, and `_interest` fd -> the mask registered with
-the poller; every change goes through `_update_interest`, so the poller is told exactly the
-difference. The public add_reader/remove_reader/add_writer/remove_writer add asyncio's rules
-on top (file objects as well as ints, an fd owned by a transport is refused, a closed file
-object's registration can still be removed by the object); `_add_reader` and friends are what
-the modules above the core use (conveyor.contract), and the parked-reader operations at the
+`_writers` directly). Two dicts fd -> Handle, and nothing else per fd: the mask registered
+with the poller is always "READ if in `_readers`, WRITE if in `_writers`" (`_mask`), so it
+is derived rather than stored (a third dict cost ~37 bytes per connection), and `_nfds`
+counts the fds registered. Every change goes through `_update_interest`, told the mask
+before and after, so the poller is told exactly the difference. The public
+add_reader/remove_reader/add_writer/remove_writer add asyncio's rules on top (file objects
+as well as ints, an fd owned by a transport is refused, a closed file object's registration
+can still be removed by the object); `_add_reader` and friends are what the modules above
+the core use (conveyor.contract), and the parked-reader operations at the
 end serve the sock_* coroutines.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 from .handles import Handle
@@ -32,19 +36,27 @@ def _fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _live(record: Any) -> Any:
+    """The transport a record of `FdTable._claim_fd` names (None for none, or a dead one)."""
+    if type(record) is weakref.ref:
+        return record()
+    return record
+
+
 class FdTable:
     """The core's fd tables and the operations on them (state lives on the loop: see
     `CoreLoop.__init__`)."""
 
-    def _update_interest(self, fd: int) -> None:
-        """Tell the poller what fd wants now; the dicts are already updated."""
-        mask = (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
-        old = self._interest.get(fd, 0)
-        if mask == old:
-            return
+    def _mask(self, fd: int) -> int:
+        """What fd is registered for: the tables are the one record of it."""
+        return (READ if fd in self._readers else 0) | (WRITE if fd in self._writers else 0)
+
+    def _update_interest(self, fd: int, old: int, mask: int) -> None:
+        """Tell the poller that fd's mask goes from `old` to `mask` (the tables already say
+        `mask`)."""
         poller = self._poller
         if mask == 0:
-            del self._interest[fd]
+            self._nfds -= 1
             if self._fileobjs:
                 self._fileobjs.pop(fd, None)
             poller.unregister(fd)
@@ -54,12 +66,12 @@ class FdTable:
                 poller.register(fd, mask)
             except FileExistsError:
                 poller.modify(fd, mask)  # a stale registration of a reused fd number
+            self._nfds += 1
         else:
             try:
                 poller.modify(fd, mask)
             except FileNotFoundError:
                 poller.register(fd, mask)  # closed and reopened behind our back
-        self._interest[fd] = mask
 
     def _add_handle(self, table: dict, fd: int, handle: Handle) -> None:
         old = table.get(fd)
@@ -67,8 +79,12 @@ class FdTable:
         if old is not None:
             old.cancel()
             return
+        if table is self._readers:
+            bit, other = READ, (WRITE if fd in self._writers else 0)
+        else:
+            bit, other = WRITE, (READ if fd in self._readers else 0)
         try:
-            self._update_interest(fd)
+            self._update_interest(fd, other, other | bit)
         except BaseException:
             del table[fd]
             raise
@@ -78,7 +94,11 @@ class FdTable:
         if handle is None:
             return False
         handle.cancel()
-        self._update_interest(fd)
+        if table is self._readers:
+            bit, other = READ, (WRITE if fd in self._writers else 0)
+        else:
+            bit, other = WRITE, (READ if fd in self._readers else 0)
+        self._update_interest(fd, other | bit, other)
         return True
 
     def _add_reader(self, fd: int, callback, *args, context=None) -> Handle:
@@ -112,9 +132,50 @@ class FdTable:
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
+        transport = self._transport_of(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    # ------------------------------------------- which transport owns an fd
+
+    def _claim_fd(self, fd: int, transport: Any, keep_alive: bool = False) -> None:
+        """Record that `transport` owns fd until `_release_fd`.
+
+        The record is a weak reference, so a transport its program dropped without closing
+        is still collected (with asyncio's ResourceWarning); with `keep_alive` it is the
+        transport itself, which keeps it alive until released: a server's connections, which
+        the server finds here (it keeps no set of its own: a set entry and a weakref cost
+        ~150 bytes per idle connection, scripts/conn_memory.py)."""
+        self._transports[fd] = transport if keep_alive else weakref.ref(transport)
+
+    def _transport_of(self, fd: int) -> Any:
+        """The transport that owns fd, or None (None too while it lends fd: `_lend_fd`)."""
+        return _live(self._transports.get(fd))
+
+    def _release_fd(self, fd: int, transport: Any) -> None:
+        """`transport` no longer owns fd (a no-op if another owner has claimed it since)."""
+        for records in (self._transports, self._lent):
+            if _live(records.get(fd)) is transport:
+                del records[fd]
+
+    def _lend_fd(self, fd: int) -> None:
+        """fd's transport lends its socket to a sock_* call (a transport's native sendfile,
+        as asyncio does it): until `_return_fd`, nothing owns fd as far as the checks go,
+        but the record is kept aside, so the transport's server still finds it."""
+        record = self._transports.pop(fd, None)
+        if record is not None:
+            self._lent[fd] = record
+
+    def _return_fd(self, fd: int) -> None:
+        """The loan is over: the transport owns fd again, unless it was released meanwhile."""
+        record = self._lent.pop(fd, None)
+        if record is not None:
+            self._transports.setdefault(fd, record)
+
+    def _fd_owners(self) -> list[Any]:
+        """Every live transport that owns an fd, lent ones included."""
+        records = [*self._transports.values(), *self._lent.values()]
+        return [owner for owner in map(_live, records) if owner is not None]
 
     def _lookup_fd(self, fileobj: Any) -> int:
         """The fd of `fileobj`; for a file object closed since it was registered, the fd it
@@ -132,12 +193,15 @@ class FdTable:
         """Drop every registration of `fd` after the poller refused it (a file object closed
         behind our back): the kernel has forgotten it too, and so does the standard loop,
         whose selector loses the whole key when such a modify fails."""
+        registered = False
         for table in (self._readers, self._writers):
             handle = table.pop(fd, None)
             if handle is not None:
+                registered = True
                 handle.cancel()
         self._fileobjs.pop(fd, None)
-        if self._interest.pop(fd, None) is not None:
+        if registered:
+            self._nfds -= 1
             self._poller.unregister(fd)
 
     def _by_object(self, operation: Callable, fileobj: Any, *args: Any,
@@ -217,9 +281,9 @@ class FdTable:
         if self._closed:
             return
         current = self._readers.get(fd)
-        mask = self._interest.get(fd)
-        if current is None or current is replaced or not mask:
+        if current is None or current is replaced:
             return  # being removed, not replaced: the removal unregisters it
+        mask = self._mask(fd)
         poller = self._poller
         try:
             poller.register(fd, mask)

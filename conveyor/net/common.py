@@ -51,7 +51,7 @@ def socket_transport(loop: LoopInternals, sock: socket.socket, protocol: asyncio
                      waiter: asyncio.Future | None, ssl: Any, *, server_side: bool = False,
                      server_hostname: str | None = None,
                      ssl_handshake_timeout: float | None = None,
-                     ssl_shutdown_timeout: float | None = None, extra: dict | None = None,
+                     ssl_shutdown_timeout: float | None = None, peername: Any = None,
                      server: Any = None) -> tuple[SocketTransport, asyncio.Transport]:
     """(the socket's transport, the transport the application gets): the same one without
     `ssl`; with it, the TLS transport of the `TLSProtocol` the socket transport carries.
@@ -59,13 +59,13 @@ def socket_transport(loop: LoopInternals, sock: socket.socket, protocol: asyncio
     `waiter` gets None once the application may use its transport (after connection_made,
     and with TLS after the handshake), or the exception that prevented it."""
     if not ssl:
-        transport = SocketTransport(loop, sock, protocol, waiter, extra, server)
+        transport = SocketTransport(loop, sock, protocol, waiter, peername, server)
         return transport, transport
     tls = TLSProtocol(loop, protocol, None if isinstance(ssl, bool) else ssl, waiter,
                       server_side=server_side, server_hostname=server_hostname,
                       ssl_handshake_timeout=ssl_handshake_timeout,
                       ssl_shutdown_timeout=ssl_shutdown_timeout)
-    return SocketTransport(loop, sock, tls, None, extra, server), tls.app_transport
+    return SocketTransport(loop, sock, tls, None, peername, server), tls.app_transport
 
 
 async def make_transport(loop: LoopInternals, sock: socket.socket, protocol_factory: ProtocolFactory,

@@ -212,12 +212,12 @@ async def _transport_native(loop: LoopInternals, transport: SocketTransport, fil
     fd = transport._fd
     try:
         await emptied
-        loop._transports.pop(fd, None)
+        loop._lend_fd(fd)
         try:
             return await loop.sock_sendfile(transport._sock, file, offset, count,
                                             fallback=False)
         finally:
-            loop._transports.setdefault(fd, transport)
+            loop._return_fd(fd)
     finally:
         transport._reset_empty_waiter()
         if resume_reading:

@@ -56,7 +56,9 @@ class Server(asyncio.AbstractServer):
         self._backlog = backlog
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
-        self._clients: set[Any] = set()
+        #: How many accepted connections are not released yet. The connections themselves
+        #: are found through the loop's fd records, which hold them (`_clients`).
+        self._nclients = 0
         self._waiters: list[asyncio.Future] | None = []
         self._serving = False
         self._serving_forever_fut: asyncio.Future | None = None
@@ -71,12 +73,19 @@ class Server(asyncio.AbstractServer):
     # ------------------------------------------------------------ connection tracking
 
     def _attach(self, transport: Any) -> None:
-        self._clients.add(transport)
+        """`transport` (a connection accepted here) has started: it claims its fd with
+        keep_alive, so the loop's fd records hold it until `_detach`."""
+        self._nclients += 1
 
     def _detach(self, transport: Any) -> None:
-        self._clients.discard(transport)
-        if not self._clients and self._sockets is None:
+        self._nclients -= 1
+        if not self._nclients and self._sockets is None:
             self._wakeup()
+
+    def _clients(self) -> list[Any]:
+        """The connections accepted here and not released yet."""
+        return [transport for transport in self._loop._fd_owners()
+                if getattr(transport, "_server", None) is self]
 
     def _wakeup(self) -> None:
         waiters, self._waiters = self._waiters, None
@@ -118,15 +127,15 @@ class Server(asyncio.AbstractServer):
         if fut is not None and not fut.done():
             fut.cancel()
             self._serving_forever_fut = None
-        if not self._clients:
+        if not self._nclients:
             self._wakeup()
 
     def close_clients(self) -> None:
-        for transport in list(self._clients):
+        for transport in self._clients():
             transport.close()
 
     def abort_clients(self) -> None:
-        for transport in list(self._clients):
+        for transport in self._clients():
             transport.abort()
 
     def _remove_unix_path(self) -> None:
@@ -232,7 +241,7 @@ class Server(asyncio.AbstractServer):
             return
         try:
             protocol = self._protocol_factory()
-            SocketTransport(self._loop, conn, protocol, None, {"peername": addr}, self)
+            SocketTransport(self._loop, conn, protocol, None, addr, self)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -249,7 +258,7 @@ class Server(asyncio.AbstractServer):
             transport, _ = socket_transport(
                 self._loop, conn, protocol, waiter, self._ssl_context, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
-                ssl_shutdown_timeout=self._ssl_shutdown_timeout, extra={"peername": addr},
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout, peername=addr,
                 server=self)
             await waiter
         except (SystemExit, KeyboardInterrupt):

@@ -66,7 +66,7 @@ def _check_socket(loop: LoopInternals, sock: Any) -> None:
 
 
 def _check_no_transport(loop: LoopInternals, fd: int) -> None:
-    transport = loop._transports.get(fd)
+    transport = loop._transport_of(fd)
     if transport is not None and not transport.is_closing():
         raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 

@@ -98,6 +98,24 @@ def is_buffered(protocol: Any) -> bool:
             and not isinstance(protocol, asyncio.Protocol))
 
 
+def peer_name(sock: Any) -> Any:
+    """The socket's peer address, or None if it has none (asyncio's "peername")."""
+    try:
+        return sock.getpeername()
+    except OSError:
+        return None
+
+
+def socket_extra(sock: Any, peername: Any) -> dict[str, Any]:
+    """asyncio's extra info for a socket: a view of the socket that refuses what would
+    break the transport (reading, writing, closing it), sockname and `peername`."""
+    try:
+        sockname = sock.getsockname()
+    except OSError:
+        sockname = None
+    return {"socket": TransportSocket(sock), "sockname": sockname, "peername": peername}
+
+
 def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any = None) -> None:
     """Complete a creation waiter unless its awaiter gave up."""
     if fut is not None and not fut.cancelled():
@@ -140,12 +158,15 @@ class FdTransport(asyncio.Transport):
         self._buffer = None
         self._buffer_size = 0
         self._protocol_paused = False
-        self._high_water, self._low_water = flow.water_marks(None, None)
+        self._high_water, self._low_water = flow.DEFAULT_MARKS
 
-    def _start(self, waiter: asyncio.Future | None) -> None:
-        """Claim the fd, then: connection_made, start reading, wake the creator — in order."""
+    def _start(self, waiter: asyncio.Future | None, keep_alive: bool = False) -> None:
+        """Claim the fd, then: connection_made, start reading, wake the creator — in order.
+
+        `keep_alive`: the loop's record of the fd holds this transport strongly until it is
+        released (a server's connection: see `CoreLoop._claim_fd`), not weakly."""
         loop = self._loop
-        loop._transports[self._fd] = self
+        loop._claim_fd(self._fd, self, keep_alive)
         loop.call_soon(self._connection_made, context=self._context)
         if self._read_cb is not None:
             # Reading starts only once connection_made has run, as on the standard loop.
@@ -291,7 +312,9 @@ class FdTransport(asyncio.Transport):
             self._release()
 
     def _release(self) -> None:
-        """After connection_lost: close the fd and break the transport <-> protocol cycle."""
+        """After connection_lost: give up and close the fd, and break the transport <->
+        protocol cycle."""
+        self._loop._release_fd(self._fd, self)
         self._close_file()
         self._protocol = None
         self._read_cb = None
@@ -305,18 +328,3 @@ class FdTransport(asyncio.Transport):
         if file is not None:
             setattr(self, self._file_attr, None)
             file.close()
-
-    def _note_socket_names(self, sock: Any) -> None:
-        """asyncio's extra info for a socket: a view of the socket that refuses what would
-        break the transport (reading, writing, closing it), sockname and peername."""
-        extra = self._extra
-        extra["socket"] = TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None

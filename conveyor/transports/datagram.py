@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from ..contract import LoopInternals
-from .base import FdTransport
+from .base import FdTransport, peer_name, socket_extra
 
 #: One UDP datagram never exceeds 64 KiB, so one recvfrom of this size reads any of them.
 _UDP_READ_SIZE = 65536
@@ -52,8 +52,9 @@ class DatagramTransport(FdTransport, asyncio.DatagramTransport):
                  extra: dict | None = None) -> None:
         super().__init__(extra)
         self._sock = None  # until set below, __del__ has nothing to close
-        self._note_socket_names(sock)
-        peername = self._extra["peername"]
+        extra = self._extra
+        peername = extra["peername"] if "peername" in extra else peer_name(sock)
+        extra.update(socket_extra(sock, peername))
         self._init_lifecycle(loop, sock.fileno(), protocol)
         self._sock = sock
         #: The address every datagram goes to, or None for an unconnected endpoint.

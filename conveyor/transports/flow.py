@@ -32,6 +32,11 @@ def water_marks(high: int | None, low: int | None,
     return high, low
 
 
+#: water_marks(None, None), computed once: every transport then shares these two int
+#: objects instead of holding a fresh low mark (16384 is not a cached small int: 32 B each).
+DEFAULT_MARKS = water_marks(None, None)
+
+
 def pause_protocol(transport: Any) -> None:
     """Tell the protocol to stop writing; a protocol that raises is reported, not fatal.
 

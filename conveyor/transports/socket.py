@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from ..contract import LoopInternals
-from .base import is_buffered
+from .base import is_buffered, peer_name, socket_extra
 from .stream import StreamTransport
 
 logger = logging.getLogger("asyncio")
@@ -72,16 +72,20 @@ class SocketTransport(StreamTransport):
     server it belongs to, and `shutdown(SHUT_WR)` for write_eof.
     """
 
-    __slots__ = ("_sock", "_server", "_rbuf", "_bulk", "_data_received", "_read_eof_seen")
+    __slots__ = ("_sock", "_server", "_rbuf", "_bulk", "_data_received", "_read_eof_seen",
+                 "_peername")
 
     _write_error = "Fatal write error on socket transport"
 
     def __init__(self, loop: LoopInternals, sock: socket.socket, protocol: asyncio.BaseProtocol,
-                 waiter: asyncio.Future | None = None, extra: dict | None = None,
+                 waiter: asyncio.Future | None = None, peername: Any = None,
                  server: Any = None) -> None:
-        super().__init__(extra)
+        """`peername`: the peer's address when the caller has it (accept returns it), else
+        None and the socket is asked now, while the peer is surely still there."""
+        #: The extra-info dict is made on first use (see get_extra_info).
+        self._extra = None
         self._sock = None  # until the checks below pass, __del__ has nothing to close
-        self._note_socket_names(sock)
+        self._peername = peer_name(sock) if peername is None else peername
         self._init_lifecycle(loop, sock.fileno(), protocol)
         # A plain socket is read and written through its fd (stream.py says why); a
         # subclass through its own methods, so that overrides are honoured.
@@ -96,7 +100,7 @@ class SocketTransport(StreamTransport):
         self.set_protocol(protocol)
         if server is not None:
             server._attach(self)
-        self._start(waiter)
+        self._start(waiter, keep_alive=server is not None)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
@@ -110,7 +114,23 @@ class SocketTransport(StreamTransport):
                         f"bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """asyncio's extra info ("socket", "sockname", "peername"), made on first use.
+
+        An idle server connection whose protocol never asks saves the dict, the socket
+        view and the sockname tuple (~370 bytes, scripts/conn_memory.py). The peername is
+        taken at creation, as asyncio does, because a peer that has gone no longer has one;
+        the sockname of a connected socket cannot change, and `_release` records the lot
+        before the socket closes, so asking after close answers as asyncio does.
+        """
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = socket_extra(self._sock, self._peername)
+        return extra.get(name, default)
+
     def _release(self) -> None:
+        if self._extra is None:
+            self._extra = socket_extra(self._sock, self._peername)
         super()._release()
         server, self._server = self._server, None
         if server is not None:

@@ -54,7 +54,6 @@ def udp_pair():
 def assert_unregistered(loop, sock):
     fd = sock.fileno()
     assert fd not in loop._readers and fd not in loop._writers
-    assert fd not in loop._interest
 
 
 async def next_iteration():
@@ -435,7 +434,7 @@ def test_closed_socket_while_parked_is_forgotten(loop):
             assert fd in loop._readers  # parked
             a.close()
             await next_iteration()
-            assert fd not in loop._readers and fd not in loop._interest
+            assert fd not in loop._readers and fd not in loop._writers
 
     run(loop, main())
 
