@@ -366,12 +366,16 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             if handle._cancelled:
                 continue
             try:
-                # Most handles have no arguments (task steps, future callbacks, I/O):
-                # calling without the star saves building a list and a tuple per callback.
-                if handle._args:
-                    handle._context.run(handle._callback, *handle._args)
-                else:
+                # Most handles have no arguments (task steps, I/O) or one (a future's done
+                # callbacks, task wake-ups among them): calling those without the star
+                # saves building a list and a tuple per callback.
+                args = handle._args
+                if not args:
                     handle._context.run(handle._callback)
+                elif len(args) == 1:
+                    handle._context.run(handle._callback, args[0])
+                else:
+                    handle._context.run(handle._callback, *args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
