@@ -116,13 +116,17 @@ def measure(python: str, loop_name: str, kind: str, size: int, duration: float,
             out_dir: str) -> tuple[int, int, str]:
     """(messages, instructions, callgrind file) for one loop's server."""
     port = 20000 + os.getpid() % 20000
-    tag = f"{loop_name}.{kind}.{size}.py{os.path.basename(os.path.realpath(python))}"
+    # The interpreter itself, not a launcher script (pyenv's shims are shell scripts, which
+    # valgrind would measure instead); a venv's own path is kept, so its packages are found.
+    python = subprocess.run([python, "-c", "import sys; print(sys.executable)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    tag = f"{loop_name}.{kind}.{size}.{os.path.basename(os.path.realpath(python))}"
     out = os.path.join(out_dir, f"callgrind.{tag}")
     for stale in glob.glob(out + "*"):
         os.unlink(stale)
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         os.path.realpath(python), os.path.abspath(__file__), "--serve", loop_name, kind,
+         python, os.path.abspath(__file__), "--serve", loop_name, kind,
          str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         if server.stdout.readline().strip() != b"ready":
