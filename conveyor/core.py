@@ -48,7 +48,7 @@ from typing import Any, Callable, NamedTuple
 
 from . import poller as poller_mod
 from .handles import Handle, TimerHandle
-from .poller import READABLE, WRITABLE
+from .poller import READ, READABLE, WRITABLE
 from .timers import TimerQueue
 from .core_fds import FdTable
 from .core_services import _DEBUG_STACK_DEPTH, LoopServices
@@ -340,6 +340,13 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             writers = self._writers
             append = ready.append
             for fd, ev in events:
+                if ev == READ:
+                    # The common event, readable and nothing else: an int comparison
+                    # instead of two masks (each a generic binary operation on 3.11).
+                    handle = readers.get(fd)
+                    if handle is not None:
+                        append(handle)
+                    continue
                 if ev & READABLE:
                     handle = readers.get(fd)
                     if handle is not None:
