@@ -9,11 +9,12 @@ resumes, whether the operation finished, failed or was cancelled: so a cancelled
 is kept one more loop iteration before it is removed, so a task that receives in a loop
 does not pay two epoll_ctl calls per message; see `_SockReader`.)
 
-A receive skips the first attempt when the same socket's previous receive had to wait and
-came back with less than it asked for (its parked reader says so): in a request/response
-exchange the answer to what was just sent is not there yet, and the attempt would only cost a
-failed system call and an exception (about 1 us per message; uvloop never tries first). A
-receive that filled its buffer, or one on a socket that has not waited, tries first.
+A receive skips the first attempt when the same socket has waited recently (its reader is
+still parked) and its last receive came back with less than it asked for: the kernel's
+buffer was drained then, and in a request/response exchange the answer to what was just sent
+is not there yet, so the attempt would only cost a failed system call and an exception
+(about 1 us per message; uvloop never tries first). After a receive that filled its buffer,
+or on a socket that has not waited, a receive tries first.
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
 make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
@@ -175,11 +176,14 @@ def _read_when_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
         fut.set_result(data)
 
 
-def _try_first(loop: LoopInternals, sock: Any) -> bool:
-    """Whether a receive should try before waiting: not when this socket's last receive
-    waited and came back short (see the module docstring)."""
+def _parked_for(loop: LoopInternals, sock: Any) -> _SockReader | None:
+    """This socket's own reader, still parked from its last wait, or None. Its `_filled`
+    says whether the socket's last receive filled its buffer: if not, the next receive
+    waits first (see the module docstring)."""
     parked = loop._reader_handle(sock.fileno())
-    return type(parked) is not _SockReader or parked._sock is not sock or parked._filled
+    if type(parked) is _SockReader and parked._sock is sock:
+        return parked
+    return None
 
 
 def _note_filled(loop: LoopInternals, sock: Any) -> None:
@@ -197,11 +201,16 @@ async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
     if n > _MAX_RECV and sock.type == socket.SOCK_STREAM:
         n = _MAX_RECV
     plain = type(sock) is socket.socket
-    if _try_first(loop, sock):
+    parked = _parked_for(loop, sock)
+    if parked is None or parked._filled:
         try:
-            return _read(sock.fileno(), n) if plain else sock.recv(n)
+            data = _read(sock.fileno(), n) if plain else sock.recv(n)
         except _WOULD_BLOCK:
             pass
+        else:
+            if parked is not None:
+                parked._filled = len(data) == n
+            return data
     if plain:
         data = await _wait_readable(loop, sock, _read_when_ready, sock, n)
     else:
@@ -215,11 +224,16 @@ async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> 
     """Receive into the writable buffer `buf`; return the number of bytes received."""
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
-    if _try_first(loop, sock):
+    parked = _parked_for(loop, sock)
+    if parked is None or parked._filled:
         try:
-            return sock.recv_into(buf)
+            nbytes = sock.recv_into(buf)
         except _WOULD_BLOCK:
             pass
+        else:
+            if parked is not None:
+                parked._filled = nbytes == len(buf)
+            return nbytes
     nbytes = await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
     if nbytes == len(buf):
         _note_filled(loop, sock)

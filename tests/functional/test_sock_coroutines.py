@@ -89,6 +89,57 @@ def test_recv_returns_at_once_when_data_is_there(loop, tcp_pair):
     assert stop.value.value == b"ready"
 
 
+class _CountingSocket(socket.socket):
+    """Counts receives that found nothing (a plain socket.socket is read with os.read, so
+    a subclass is what lets a test see each attempt)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.would_block = 0
+
+    def recv(self, n, *flags):
+        try:
+            return super().recv(n, *flags)
+        except BlockingIOError:
+            self.would_block += 1
+            raise
+
+
+def test_request_response_receives_wait_first_and_lose_nothing(loop, tcp_pair):
+    """Once a socket's receive has waited and come back short, the next receive waits
+    first instead of failing a recv per message; a receive that filled its buffer goes
+    back to trying first, and no byte is lost or reordered either way."""
+    client, raw = tcp_pair
+    server = _CountingSocket(raw.family, raw.type, fileno=raw.detach())
+    server.setblocking(False)
+
+    async def echo():
+        while data := await loop.sock_recv(server, 1000):
+            await loop.sock_sendall(server, data)
+
+    async def main():
+        echoing = asyncio.ensure_future(echo())
+        got = []
+        for i in range(20):  # ping-pong: each answer is read before the next request
+            await loop.sock_sendall(client, b"%03d" % i)
+            got.append(await loop.sock_recv(client, 1000))
+        ping_pong_misses = server.would_block
+        echoing.cancel()
+        # A burst larger than one receive: full receives try first and drain it.
+        burst = bytes(range(256)) * 40
+        await loop.sock_sendall(client, burst)
+        streamed = bytearray()
+        while len(streamed) < len(burst):
+            streamed += await loop.sock_recv(server, 1000)
+        return got, ping_pong_misses, bytes(streamed) == burst
+
+    with server:
+        got, misses, burst_intact = run(loop, main())
+    assert got == [b"%03d" % i for i in range(20)]
+    assert misses <= 1  # only the very first receive tried and found nothing
+    assert burst_intact
+
+
 def test_recv_large_n_is_capped_per_call(loop, tcp_pair):
     client, server = tcp_pair
     client.sendall(b"x" * 200_000)
