@@ -360,7 +360,17 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             if handle._cancelled:
                 continue
             try:
-                handle._context.run(handle._callback, *handle._args)
+                # A task step has no arguments and a future's done callback one: called
+                # plainly, neither builds the list and tuple (and bound method) that
+                # `run(callback, *args)` costs, a fifth of the dispatch (callgrind).
+                # (No local for the arguments: a traceback that keeps this frame alive
+                # would keep the last callback's arguments alive with it.)
+                if not handle._args:
+                    handle._context.run(handle._callback)
+                elif len(handle._args) == 1:
+                    handle._context.run(handle._callback, handle._args[0])
+                else:
+                    handle._context.run(handle._callback, *handle._args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
