@@ -47,7 +47,7 @@ from itertools import repeat
 from typing import Any, Callable, NamedTuple
 
 from . import poller as poller_mod
-from .handles import Handle, TimerHandle
+from .handles import BareHandle, BareTimerHandle, Handle, TimerHandle
 from .poller import READABLE, WRITABLE
 from .timers import TimerQueue
 from .core_fds import FdTable
@@ -55,8 +55,6 @@ from .core_services import _DEBUG_STACK_DEPTH, LoopServices
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
-_new_handle = Handle.__new__
-_new_timer = TimerHandle.__new__
 
 #: Never ask the kernel to sleep longer than a day: timeouts beyond that are clamped, like
 #: asyncio's MAXIMUM_SELECT_TIMEOUT, and a day is far below every backend's limit.
@@ -434,8 +432,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         else:
             # Handle.__init__'s stores, made here: every task step and every future's done
             # callback comes through call_soon, and skipping the __init__ frame saves ~14%
-            # of its cost (~28 ns of ~200, measured with timeit).
-            handle = _new_handle(Handle)
+            # of its cost (~28 ns of ~200, measured with timeit); a BareHandle is made by
+            # one C call (handles.py).
+            handle = BareHandle()
             handle._context = copy_context() if context is None else context
             handle._loop = self
             handle._callback = callback
@@ -461,7 +460,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         # (a virtual clock) still sees every deadline, through the line above.
         # TimerHandle.__init__'s stores too, made here as call_soon makes Handle's: the
         # constructor's frame was a tenth of a timer's cost (callgrind).
-        timer = _new_timer(TimerHandle)
+        timer = BareTimerHandle()
         timer._context = copy_context() if context is None else context
         timer._loop = self
         timer._callback = callback
