@@ -563,10 +563,16 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         3.14, all of them, `name` included; before, `context` (when given) and any extra
         keyword, with the name set on the task afterwards, so factories written for those
         versions' `(loop, coro, context=None)` signature keep working."""
-        self._check_closed()
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
         factory = self._task_factory
         if factory is None:
-            task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
+            # Every gather and ensure_future comes through here: the common call spelled
+            # out, without merging an empty **kwargs (and the closed check inline).
+            if kwargs:
+                task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=self, name=name, context=context)
             if task._source_traceback:
                 del task._source_traceback[-1]
         else:
