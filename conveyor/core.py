@@ -47,7 +47,7 @@ from itertools import repeat
 from typing import Any, Callable, NamedTuple
 
 from . import poller as poller_mod
-from .handles import Handle, TimerHandle
+from .handles import BareHandle, BareTimerHandle, Handle, TimerHandle
 from .poller import READ, READABLE, WRITABLE
 from .timers import TimerQueue
 from .core_fds import FdTable
@@ -55,7 +55,6 @@ from .core_services import _DEBUG_STACK_DEPTH, LoopServices
 from .waker import Waker
 
 logger = logging.getLogger("asyncio")
-_new_handle = Handle.__new__
 
 #: Never ask the kernel to sleep longer than a day: timeouts beyond that are clamped, like
 #: asyncio's MAXIMUM_SELECT_TIMEOUT, and a day is far below every backend's limit.
@@ -74,6 +73,12 @@ FROM_THREADS_BACKLOG = 4 * FROM_THREADS_PER_ITERATION
 #: Whether create_task hands `name` to the task factory (asyncio does from 3.14; before,
 #: it sets the name on the task the factory returned).
 _FACTORY_GETS_NAME = sys.version_info >= (3, 14)
+#: Whether the loop keeps `call_soon` bound in its instance dict. Python 3.11's C Task
+#: fetches `loop.call_soon` as an attribute for every step (a bound method made and freed
+#: each time); the bound copy saves ~230 of ~8600 instructions a task switch (callgrind),
+#: and costs Python callers ~200 (`loop.call_soon(...)` in Python no longer specialises).
+#: From 3.12 the C Task looks the method up without binding it, so the copy only costs.
+_BIND_CALL_SOON = sys.version_info < (3, 12)
 #: What `on_new_loop` registered, called with every new loop in order. Only this module
 #: changes it.
 _new_loop_observers: list[Callable[[CoreLoop], Any]] = []
@@ -184,6 +189,11 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             # times per iteration and once per timer. Subclasses that override time()
             # (virtual clocks in tests) keep their method.
             self.time = time.monotonic
+        if _BIND_CALL_SOON and type(self).call_soon is CoreLoop.call_soon:
+            # Python 3.11's C Task and Future get `loop.call_soon` as an attribute on every
+            # task step and done callback: found in the instance's dict it is one dict hit,
+            # not a new bound method each time (see _BIND_CALL_SOON).
+            self.call_soon = self.call_soon
         self._waker = Waker()
         self._add_reader(self._waker.fileno(), self._waker.drain)
         for observer in tuple(_new_loop_observers):
@@ -373,16 +383,17 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
             if handle._cancelled:
                 continue
             try:
-                # Most handles have no arguments (task steps, I/O) or one (a future's done
-                # callbacks, task wake-ups among them): calling those without the star
-                # saves building a list and a tuple per callback.
-                args = handle._args
-                if not args:
+                # A task step has no arguments and a future's done callback one: called
+                # plainly, neither builds the list and tuple (and bound method) that
+                # `run(callback, *args)` costs, a fifth of the dispatch (callgrind).
+                # (No local for the arguments: a traceback that keeps this frame alive
+                # would keep the last callback's arguments alive with it.)
+                if not handle._args:
                     handle._context.run(handle._callback)
-                elif len(args) == 1:
-                    handle._context.run(handle._callback, args[0])
+                elif len(handle._args) == 1:
+                    handle._context.run(handle._callback, handle._args[0])
                 else:
-                    handle._context.run(handle._callback, *args)
+                    handle._context.run(handle._callback, *handle._args)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -434,7 +445,10 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
     def time(self) -> float:
         return time.monotonic()
 
-    def call_soon(self, callback, *args, context=None) -> Handle:
+    def call_soon(self, /, callback, *args, context=None) -> Handle:
+        # `self` is positional-only (it always is in practice): the C Task passes
+        # `context=` under a name that is not interned, which CPython then matches by string
+        # comparison against each parameter it may name, and one fewer saves ~4% of a step.
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
@@ -445,8 +459,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         else:
             # Handle.__init__'s stores, made here: every task step and every future's done
             # callback comes through call_soon, and skipping the __init__ frame saves ~14%
-            # of its cost (~28 ns of ~200, measured with timeit).
-            handle = _new_handle(Handle)
+            # of its cost (~28 ns of ~200, measured with timeit); a BareHandle is made by
+            # one C call (handles.py).
+            handle = BareHandle()
             handle._context = copy_context() if context is None else context
             handle._loop = self
             handle._callback = callback
@@ -470,10 +485,20 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         # call_at's work, inlined: timeouts are scheduled (and mostly cancelled) per request,
         # so this path is as hot as call_soon in servers. A subclass that overrides call_at
         # (a virtual clock) still sees every deadline, through the line above.
-        timer = TimerHandle(self.time() + delay, callback, args, self, context)
-        timers = self._timers
-        heappush(timers.heap, (timer._when, next(timers._seq), timer))
+        # TimerHandle.__init__'s stores too, made here as call_soon makes Handle's: the
+        # constructor's frame was a tenth of a timer's cost (callgrind).
+        timer = BareTimerHandle()
+        timer._context = copy_context() if context is None else context
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when = self.time() + delay
         timer._scheduled = True
+        timers = self._timers
+        heappush(timers.heap, (when, next(timers._seq), timer))
         return timer
 
     def call_at(self, when, callback, *args, context=None) -> TimerHandle:
@@ -551,10 +576,16 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         3.14, all of them, `name` included; before, `context` (when given) and any extra
         keyword, with the name set on the task afterwards, so factories written for those
         versions' `(loop, coro, context=None)` signature keep working."""
-        self._check_closed()
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
         factory = self._task_factory
         if factory is None:
-            task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
+            # Every gather and ensure_future comes through here: the common call spelled
+            # out, without merging an empty **kwargs (and the closed check inline).
+            if kwargs:
+                task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=self, name=name, context=context)
             if task._source_traceback:
                 del task._source_traceback[-1]
         else:

@@ -1,6 +1,6 @@
 """The core suite: the loop's own machinery, with no I/O.
 
-Three workloads, each one of the loop's inner paths pushed hard:
+Four workloads, each one of the loop's inner paths pushed hard:
 
 - ``callbacks``: the ready queue. Many ``call_soon`` chains, each callback scheduling the
   next, so the figure is the cost of one enqueue plus one dispatch.
@@ -9,6 +9,8 @@ Three workloads, each one of the loop's inner paths pushed hard:
   exercised), interleaved with loop iterations so the heap holds live and dead entries.
 - ``tasks``: task switching. Thousands of tasks each ``await asyncio.sleep(0)`` many times:
   one Task step, one yield to the loop and one ``call_soon`` per operation.
+- ``gather``: fan-out and fan-in. Rounds of ``asyncio.gather`` over 2.5k coroutines, each
+  awaiting a few times: a task created, stepped, finished and collected per operation.
 
 Sizes aim at 0.3-2 s per run under stock asyncio on a small machine. Random choices come
 from a seeded generator and are drawn before the clock starts, so every loop gets the same
@@ -23,7 +25,7 @@ import time
 
 from .registry import Workload
 
-__all__ = ["WORKLOADS", "callbacks", "timers", "tasks"]
+__all__ = ["WORKLOADS", "callbacks", "timers", "tasks", "gather"]
 
 
 async def callbacks(chains: int = 100, total: int = 1_000_000) -> int:
@@ -114,8 +116,32 @@ async def tasks(count: int = 10_000, low: int = 20, high: int = 100,
     return sum(rounds), time.perf_counter() - start
 
 
+async def gather(count: int = 2_500, rounds: int = 40, awaits: int = 3) -> tuple[int, float]:
+    """asyncio.gather over thousands of tasks that await a little; one op per task gathered.
+
+    Each round gathers ``count`` fresh coroutines; each awaits ``sleep(0)`` ``awaits``
+    times, so a round costs ``count`` task creations, ``count * (awaits + 1)`` task steps
+    and the gather's own done callbacks, as a server fanning a request out to many backends.
+    """
+    sleep = asyncio.sleep
+    gather_ = asyncio.gather
+
+    async def worker(index: int) -> int:
+        for _ in range(awaits):
+            await sleep(0)
+        return index
+
+    start = time.perf_counter()
+    for _ in range(rounds):
+        results = await gather_(*[worker(index) for index in range(count)])
+        if len(results) != count or results[-1] != count - 1:
+            raise AssertionError(f"gather returned {len(results)} results, expected {count}")
+    return count * rounds, time.perf_counter() - start
+
+
 WORKLOADS: list[Workload] = [
     Workload("callbacks", callbacks, quick={"total": 50_000}),
     Workload("timers", timers, quick={"count": 5_000, "rounds": 1}),
     Workload("tasks", tasks, quick={"count": 500}),
+    Workload("gather", gather, quick={"rounds": 2}),
 ]

@@ -17,7 +17,7 @@ import pytest
 from conveyor.bench import registry, report
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_WORKLOADS = ("core.callbacks", "core.timers", "core.tasks")
+CORE_WORKLOADS = ("core.callbacks", "core.timers", "core.tasks", "core.gather")
 
 
 def _conveyor(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
