@@ -9,12 +9,13 @@ resumes, whether the operation finished, failed or was cancelled: so a cancelled
 is kept one more loop iteration before it is removed, so a task that receives in a loop
 does not pay two epoll_ctl calls per message; see `_SockReader`.)
 
-A receive skips the first attempt when the same socket has waited recently (its reader is
-still parked) and its last receive came back with less than it asked for: the kernel's
-buffer was drained then, and in a request/response exchange the answer to what was just sent
-is not there yet, so the attempt would only cost a failed system call and an exception
-(about 1 us per message; uvloop never tries first). After a receive that filled its buffer,
-or on a socket that has not waited, a receive tries first.
+Receives adapt. After a receive that tried and found nothing, the socket's next
+WAIT_FIRST_AFTER_MISS receives wait for readiness first, then one tries again: in a
+request/response exchange the answer to what was just sent is not there yet, and each
+attempt would only cost a failed system call and an exception (about 1 us per message; uvloop
+never tries first). A receive that fills its buffer, or a probe that finds data, puts the
+socket back to trying first, which is what a streaming peer needs. The count lives on the
+socket's parked reader (`_SockReader`), so a socket that has not waited lately tries first.
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
 make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
@@ -41,6 +42,11 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
 
 #: What `_check_socket` refuses with TypeError; a class nothing is an instance of without ssl.
 _SSLSocket: type = ssl.SSLSocket if ssl is not None else type("_NoSSLSocket", (), {})
+
+#: After a receive found nothing, this many of the socket's next receives wait first (see the
+#: module docstring); the one after them tries again, so a peer that starts streaming is
+#: noticed within that many messages.
+WAIT_FIRST_AFTER_MISS = 8
 
 #: The largest stream receive asked of the kernel in one call.
 _MAX_RECV = 65536
@@ -84,7 +90,7 @@ class _SockReader(Handle):
     poller again (`_rearm_reader`) so the newcomer is polled.
     """
 
-    __slots__ = ("_sock", "_fd", "_filled")
+    __slots__ = ("_sock", "_fd", "_wait_first")
 
     def cancel(self) -> None:
         if self._cancelled:
@@ -94,8 +100,12 @@ class _SockReader(Handle):
             self._loop._rearm_reader(self._fd, self)
 
 
-async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: Any) -> Any:
+async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: Any,
+                         wait_first: int = 0) -> Any:
     """Run `callback(fut, *args)` each time `sock` is readable until it completes `fut`.
+
+    `wait_first` is left on the parked handle for the socket's next receives to read (see
+    `_parked_for`).
 
     When the waiting task resumes, however `fut` ended, the registration is parked for one
     iteration (see `_SockReader`) and then removed, unless a new wait took it over. A
@@ -109,7 +119,7 @@ async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: A
     handle = _SockReader(callback, (fut, *args), loop, None)
     handle._sock = sock
     handle._fd = fd
-    handle._filled = False
+    handle._wait_first = wait_first
     loop._add_reader_handle(fd, handle)
     try:
         return await fut
@@ -177,9 +187,9 @@ def _read_when_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
 
 
 def _parked_for(loop: LoopInternals, sock: Any) -> _SockReader | None:
-    """This socket's own reader, still parked from its last wait, or None. Its `_filled`
-    says whether the socket's last receive filled its buffer: if not, the next receive
-    waits first (see the module docstring)."""
+    """This socket's own reader, still parked from its last wait, or None. Its
+    `_wait_first` says how many more receives skip the first attempt (see the module
+    docstring)."""
     parked = loop._reader_handle(sock.fileno())
     if type(parked) is _SockReader and parked._sock is sock:
         return parked
@@ -189,9 +199,9 @@ def _parked_for(loop: LoopInternals, sock: Any) -> _SockReader | None:
 def _note_filled(loop: LoopInternals, sock: Any) -> None:
     """The receive that just waited filled its buffer: more may be waiting, so the next
     receive tries first."""
-    parked = loop._reader_handle(sock.fileno())
-    if type(parked) is _SockReader and parked._sock is sock:
-        parked._filled = True
+    parked = _parked_for(loop, sock)
+    if parked is not None:
+        parked._wait_first = 0
 
 
 async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
@@ -202,19 +212,19 @@ async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
         n = _MAX_RECV
     plain = type(sock) is socket.socket
     parked = _parked_for(loop, sock)
-    if parked is None or parked._filled:
+    if parked is None or not parked._wait_first:
         try:
-            data = _read(sock.fileno(), n) if plain else sock.recv(n)
+            return _read(sock.fileno(), n) if plain else sock.recv(n)
         except _WOULD_BLOCK:
-            pass
-        else:
-            if parked is not None:
-                parked._filled = len(data) == n
-            return data
-    if plain:
-        data = await _wait_readable(loop, sock, _read_when_ready, sock, n)
+            wait_first = WAIT_FIRST_AFTER_MISS
     else:
-        data = await _wait_readable(loop, sock, _retry, sock, "recv", n)
+        wait_first = parked._wait_first - 1
+    if plain:
+        data = await _wait_readable(loop, sock, _read_when_ready, sock, n,
+                                    wait_first=wait_first)
+    else:
+        data = await _wait_readable(loop, sock, _retry, sock, "recv", n,
+                                    wait_first=wait_first)
     if len(data) == n:
         _note_filled(loop, sock)
     return data
@@ -225,16 +235,15 @@ async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> 
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
     parked = _parked_for(loop, sock)
-    if parked is None or parked._filled:
+    if parked is None or not parked._wait_first:
         try:
-            nbytes = sock.recv_into(buf)
+            return sock.recv_into(buf)
         except _WOULD_BLOCK:
-            pass
-        else:
-            if parked is not None:
-                parked._filled = nbytes == len(buf)
-            return nbytes
-    nbytes = await _wait_readable(loop, sock, _retry, sock, "recv_into", buf)
+            wait_first = WAIT_FIRST_AFTER_MISS
+    else:
+        wait_first = parked._wait_first - 1
+    nbytes = await _wait_readable(loop, sock, _retry, sock, "recv_into", buf,
+                                  wait_first=wait_first)
     if nbytes == len(buf):
         _note_filled(loop, sock)
     return nbytes
