@@ -89,7 +89,10 @@ class SocketTransport(StreamTransport):
         self._init_lifecycle(loop, sock.fileno(), protocol)
         # A plain socket is read and written through its fd (stream.py says why); a
         # subclass through its own methods, so that overrides are honoured.
-        self._init_stream(None if type(sock) is socket.socket else sock)
+        if type(sock) is socket.socket:
+            self._init_stream(None, owner=sock)
+        else:
+            self._init_stream(sock)
         self._sock = sock
         self._rbuf = _loop_read_buffer(loop)
         self._bulk = False

@@ -1,13 +1,16 @@
 """The byte-stream write path shared by socket transports and write pipes.
 
-Both write to an fd that takes bytes in order and may take only part of them. For a plain
-`socket.socket` and for a pipe the writes are `os.write` / `os.writev` on the fd itself: for a
+Both write to an fd that takes bytes in order and may take only part of them. A plain
+`socket.socket` and a pipe are written with `os.write` / `os.writev` on the fd: for a
 connected stream socket those are send(2) with no flags, and they cost ~1,000 fewer
 instructions per message than the socket methods, whose arguments go through the old
-`PyArg_ParseTuple` (callgrind, 3.11: 2,650 against 3,693 per send + receive pair). A socket
-*subclass* is written through its own `send` and `sendmsg` (the "sink"), so an override is
-honoured, as on the standard loop (websockets' tests instrument `send` that way). One
-implementation of the rules:
+`PyArg_ParseTuple` (callgrind, 3.11: 2,650 against 3,693 per send + receive pair). Before
+writing to a plain socket's fd, the socket's `_closed` flag is read (an attribute load;
+asking `fileno()` costs ~300 instructions): if the program closed the socket behind the
+transport's back, the write fails with EBADF, as `send` would, instead of landing in
+whatever file reuses the number. A socket *subclass* is written through its own `send` and
+`sendmsg` (the "sink"), so an override is honoured, as on the standard loop (websockets'
+tests instrument `send` that way). One implementation of the rules:
 
 - `write()` sends at once when nothing is buffered and keeps only what the kernel did not
   take; a buffered `bytes` is kept as a view (it cannot change), anything else is copied,
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
 from itertools import islice
 
@@ -39,24 +43,33 @@ _write = os.write
 _writev = os.writev
 
 
+def _closed_socket() -> OSError:
+    """What `send` raises on a socket closed behind its transport's back."""
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
 class StreamTransport(FdTransport):
     """An FdTransport whose writes are an ordered byte stream.
 
     Subclasses call `_init_stream` with the sink (a socket subclass, whose `send` and
-    `sendmsg` are used) or None (write to `_fd` directly: see the module docstring), supply
+    `sendmsg` are used) or None (write to `_fd` directly: see the module docstring) and,
+    for a plain socket, the socket as `owner`; supply
     `_shutdown_write()` (what write_eof does once the buffer is empty) and set
     `_write_error` to the message a failed write is reported with.
     """
 
-    __slots__ = ("_sink", "_eof", "_empty_waiter")
+    __slots__ = ("_sink", "_owner", "_eof", "_empty_waiter")
 
     _write_error = "Fatal write error on transport"
     #: A socket keeps accepting writes while close() flushes, as asyncio's does; a pipe
     #: drops them (asyncio's pipe does the same).
     _writes_while_closing = True
 
-    def _init_stream(self, sink) -> None:
+    def _init_stream(self, sink, owner=None) -> None:
         self._sink = sink
+        #: The plain socket that `_fd` belongs to (None for a pipe): once it is closed, a
+        #: write must fail as `send` would, not go to the fd number's next owner.
+        self._owner = owner
         self._eof = False
         self._empty_waiter: asyncio.Future | None = None
 
@@ -84,7 +97,13 @@ class StreamTransport(FdTransport):
         if buffer is None:
             sink = self._sink
             try:
-                sent = _write(self._fd, data) if sink is None else sink.send(data)
+                if sink is not None:
+                    sent = sink.send(data)
+                else:
+                    owner = self._owner
+                    if owner is not None and owner._closed:
+                        raise _closed_socket()
+                    sent = _write(self._fd, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -118,6 +137,8 @@ class StreamTransport(FdTransport):
             return  # discarded by abort() after this callback was queued
         sink = self._sink
         try:
+            if sink is None and self._owner is not None and self._owner._closed:
+                raise _closed_socket()
             if len(buffer) == 1:
                 sent = _write(self._fd, buffer[0]) if sink is None else sink.send(buffer[0])
             elif sink is None:
@@ -194,6 +215,7 @@ class StreamTransport(FdTransport):
 
     def _release(self) -> None:
         self._sink = None
+        self._owner = None
         waiter = self._empty_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionError("Connection is closed by peer"))

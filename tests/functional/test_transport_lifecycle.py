@@ -9,6 +9,7 @@ case runs on conveyor and on stock asyncio, except where asyncio itself breaks t
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
 import socket
@@ -327,3 +328,35 @@ def test_buffered_protocol_without_the_subclass_gets_its_data(loop):
         return bytes(proto.got)
 
     assert run(loop, main()) == b"hello"
+
+
+def test_a_socket_closed_behind_the_transport_takes_no_write_into_its_fds_new_owner(any_loop):
+    """The program closes the socket it handed over; the fd number goes to a new socket.
+    A later write must fail (EBADF, which ends the connection) rather than send into the
+    newcomer: conveyor writes through the socket's current fileno(), as send() does."""
+    class Recorder(asyncio.Protocol):
+        def __init__(self):
+            self.lost = any_loop.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        mine, peer = socket.socketpair()
+        transport, proto = await any_loop.connect_accepted_socket(Recorder, mine)
+        number = mine.fileno()
+        mine.close()  # behind the transport's back
+        newcomer, newcomer_peer = socket.socketpair()
+        with peer, newcomer, newcomer_peer:
+            if number not in (newcomer.fileno(), newcomer_peer.fileno()):
+                pytest.skip("the kernel did not reuse the fd number")
+            transport.write(b"not for the newcomer")
+            lost = await asyncio.wait_for(proto.lost, 5)
+            for sock in (newcomer, newcomer_peer):
+                sock.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    sock.recv(100)
+        return lost
+
+    lost = run(any_loop, main())
+    assert isinstance(lost, OSError) and lost.errno == errno.EBADF
