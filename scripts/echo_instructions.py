@@ -3,6 +3,7 @@
     python scripts/echo_instructions.py                          # proto 1 KiB, each loop
     python scripts/echo_instructions.py --kind streams --size 10240 --loops conveyor,uvloop
     python scripts/echo_instructions.py --python /work/main/.venvs/3.13.0/bin/python
+    python scripts/echo_instructions.py --kind http     # the bench's httptools server under wrk
 
 Timings on a shared 2-core machine swing by 20% from run to run; an instruction count does
 not. Each loop's echo server (the bench's three shapes: ``proto``, ``streams``, ``sock``)
@@ -22,6 +23,10 @@ What it counts and what it does not:
   count is the per-message cost of a busy server.
 - the sock_* shape behaves differently under valgrind: the data is always there when the
   server asks, so its receives never wait, as they mostly do at full speed.
+
+``--kind http`` runs the bench's HTTP server (``conveyor.bench.http.HttpProtocol``,
+httptools) under ``wrk -t1 -c50`` instead, and divides by the responses the server counted
+over the window (it reports its count when sent SIGUSR1).
 
 Use ``callgrind_annotate FILE`` on the file named in each line to see where they go.
 """
@@ -82,7 +87,22 @@ def serve(loop_name: str, kind: str, port: int) -> None:
             conn.close()
 
     async def main():
-        if kind == "proto":
+        if kind == "http":
+            sys.path.insert(0, os.path.dirname(HERE))
+            from conveyor.bench.http import HttpProtocol
+            answered = [0]
+
+            class Counting(HttpProtocol):
+                __slots__ = ()
+
+                def on_message_complete(self):
+                    answered[0] += 1
+                    super().on_message_complete()
+
+            loop.add_signal_handler(signal.SIGUSR1,
+                                    lambda: print(answered[0], flush=True))
+            await loop.create_server(Counting, "127.0.0.1", port, backlog=1024)
+        elif kind == "proto":
             await loop.create_server(Echo, "127.0.0.1", port, backlog=1024)
         elif kind == "streams":
             await asyncio.start_server(streams_handler, "127.0.0.1", port, backlog=1024)
@@ -131,22 +151,59 @@ def measure(python: str, loop_name: str, kind: str, size: int, duration: float,
     try:
         if server.stdout.readline().strip() != b"ready":
             raise RuntimeError(f"the {loop_name} server did not start")
-        client = subprocess.Popen(
-            [_load_generator(), "--port", str(port), "--size", str(size), "--connections", "50",
-             "--duration", str(duration), "--warmup", "3"], stdout=subprocess.PIPE, text=True)
-        client.stdout.readline()
-        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], capture_output=True)
-        result = json.loads(client.stdout.readline())
-        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True)
-        client.wait()
+        if kind == "http":
+            messages = _measure_http(server, port, duration)
+        else:
+            client = subprocess.Popen(
+                [_load_generator(), "--port", str(port), "--size", str(size),
+                 "--connections", "50", "--duration", str(duration), "--warmup", "3"],
+                stdout=subprocess.PIPE, text=True)
+            client.stdout.readline()
+            subprocess.run(["callgrind_control", "-i", "on", str(server.pid)],
+                           capture_output=True)
+            messages = json.loads(client.stdout.readline())["messages"]
+            subprocess.run(["callgrind_control", "-i", "off", str(server.pid)],
+                           capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True)
+            client.wait()
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
-    dump = max(glob.glob(out + "*"), key=os.path.getsize)
+    dump = _dump(out)
+    return messages, _instructions(dump), dump
+
+
+def _measure_http(server: subprocess.Popen, port: int, duration: float) -> int:
+    """Responses over `duration` seconds of instrumentation, with wrk loading the HTTP
+    server after a warm-up; the server prints its response count at each SIGUSR1."""
+    import time
+    wrk = subprocess.Popen(["wrk", "-t1", "-c50", f"-d{int(duration) + 6}s",
+                            f"http://127.0.0.1:{port}/"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        server.send_signal(signal.SIGUSR1)
+        before = int(server.stdout.readline())
+        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], capture_output=True)
+        time.sleep(duration)
+        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], capture_output=True)
+        server.send_signal(signal.SIGUSR1)
+        after = int(server.stdout.readline())
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True)
+    finally:
+        wrk.kill()
+        wrk.wait()
+    return after - before
+
+
+def _dump(out: str) -> str:
+    return max(glob.glob(out + "*"), key=os.path.getsize)
+
+
+def _instructions(dump: str) -> int:
     annotated = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
     totals = next(line for line in annotated.splitlines() if "PROGRAM TOTALS" in line)
-    return result["messages"], int(totals.split()[0].replace(",", "")), dump
+    return int(totals.split()[0].replace(",", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args[1], args[2], int(args[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=("proto", "streams", "sock"), default="proto")
+    parser.add_argument("--kind", choices=("proto", "streams", "sock", "http"), default="proto")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--loops", default="asyncio,uvloop,conveyor")
     parser.add_argument("--python", default=sys.executable)
@@ -165,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     for loop_name in opts.loops.split(","):
         messages, instructions, dump = measure(opts.python, loop_name, opts.kind, opts.size,
                                                opts.duration, opts.out)
-        print(f"{loop_name:9s} {opts.kind} {opts.size} B: {instructions / messages:9,.0f} "
+        shape = "http, per response" if opts.kind == "http" else f"{opts.kind} {opts.size} B"
+        print(f"{loop_name:9s} {shape}: {instructions / messages:9,.0f} "
               f"instructions per message ({messages} messages; {dump})", flush=True)
     return 0
 
