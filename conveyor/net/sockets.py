@@ -57,6 +57,8 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 #: called through its own methods, so overrides are honoured.
 _read = os.read
 _write = os.write
+#: `_retry`'s method for a plain socket's receive: `os.read(sock.fileno(), n)`.
+READ_FD = "os.read on fileno()"
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
@@ -150,11 +152,16 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
     future with its result or error, unless it would still block (a spurious wake-up).
 
     The method is looked up on every retry, not bound once: what is called is whatever the
-    socket object holds now (a wrapper or a test's mock may replace it between attempts)."""
+    socket object holds now (a wrapper or a test's mock may replace it between attempts).
+    `READ_FD` stands for a plain socket's recv done with os.read on its current fileno() (a
+    closed socket's is -1, so a wait outliving its socket fails with EBADF, as recv would)."""
     if fut.done():
         return
     try:
-        result = getattr(sock, method)(*args)
+        if method is READ_FD:
+            result = _read(sock.fileno(), *args)
+        else:
+            result = getattr(sock, method)(*args)
     except _WOULD_BLOCK:
         return
     except (SystemExit, KeyboardInterrupt):
@@ -167,24 +174,6 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- receive
-
-def _read_when_ready(fut: asyncio.Future, sock: socket.socket, n: int) -> None:
-    """`_retry` for a plain socket's recv: os.read on its fd (a closed socket's fileno() is
-    -1, so a wait outliving its socket fails with EBADF, as recv would)."""
-    if fut.done():
-        return
-    try:
-        data = _read(sock.fileno(), n)
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-        fut = None  # exc's traceback keeps this frame: it must not keep the future too
-    else:
-        fut.set_result(data)
-
 
 def _parked_for(loop: LoopInternals, sock: Any) -> _SockReader | None:
     """This socket's own reader, still parked from its last wait, or None. Its
@@ -219,12 +208,8 @@ async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
             wait_first = WAIT_FIRST_AFTER_MISS
     else:
         wait_first = parked._wait_first - 1
-    if plain:
-        data = await _wait_readable(loop, sock, _read_when_ready, sock, n,
-                                    wait_first=wait_first)
-    else:
-        data = await _wait_readable(loop, sock, _retry, sock, "recv", n,
-                                    wait_first=wait_first)
+    data = await _wait_readable(loop, sock, _retry, sock, READ_FD if plain else "recv", n,
+                                wait_first=wait_first)
     if len(data) == n:
         _note_filled(loop, sock)
     return data

@@ -27,9 +27,10 @@ from .stream import StreamTransport
 
 logger = logging.getLogger("asyncio")
 
-#: How a read gets its bytes: `recv(READ_SIZE)` normally, and `recv_into` the loop's shared
+#: How a read gets its bytes: `os.read(fd, READ_SIZE)` normally (a socket subclass:
+#: `recv(READ_SIZE)`; stream.py says why), and `recv_into` the loop's shared
 #: READ_BUFFER_SIZE buffer (then copying out what arrived) while a bulk transfer is on.
-#: - `recv(n)` allocates n bytes per call; with glibc, beyond 128 KiB that is mmap/munmap per
+#: - `os.read(fd, n)` / `recv(n)` allocate n bytes per call; with glibc, beyond 128 KiB that is mmap/munmap per
 #:   call (3.5x slower at 256 KiB), so it never asks for more than 64 KiB. For small messages
 #:   it is the cheapest read (1 KiB over a socketpair: 2.01 us vs 2.18 us with recv_into
 #:   + tobytes, median of 15 interleaved runs of 20k).
