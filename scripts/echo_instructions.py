@@ -48,6 +48,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def serve(loop_name: str, kind: str, port: int) -> None:
     """The server side: an echo server of the given shape, "ready" on stdout when listening."""
+    if loop_name == "bare":
+        # No loop at all: the least Python that echoes (conveyor/bench/bare_echo.py).
+        sys.path.insert(0, os.path.dirname(HERE))
+        from conveyor.bench import bare_echo
+        if kind != "proto":
+            raise SystemExit("the bare server has only the proto shape")
+        bare_echo.serve(port)
+        return
     if loop_name == "uvloop":
         import uvloop
         loop = uvloop.new_event_loop()
@@ -147,9 +155,10 @@ def measure(python: str, loop_name: str, kind: str, size: int, duration: float,
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
          python, os.path.abspath(__file__), "--serve", loop_name, kind,
-         str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+         str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        if server.stdout.readline().strip() != b"ready":
+        # "ready", or the bare server's port: a line once it listens.
+        if not server.stdout.readline().strip():
             raise RuntimeError(f"the {loop_name} server did not start")
         if kind == "http":
             messages = _measure_http(server, port, duration)

@@ -27,10 +27,12 @@ from . import loadgen
 from .child import RESULT_MARKER, command, conveyor_env, result_of
 from .registry import Workload
 
-__all__ = ["CEILING", "Samples", "Row", "run_matrix", "run_child", "run_ceiling", "probe"]
+__all__ = ["CEILING", "BARE", "Samples", "Row", "run_matrix", "run_child", "run_ceiling", "probe"]
 
 #: The column of the C echo server: not a loop, the best any server does under that load.
 CEILING = "ceiling"
+#: The column of the least Python that echoes (bare_echo.py): the most a Python loop can do.
+BARE = "bare-py"
 
 
 @dataclass
@@ -158,15 +160,19 @@ def run_child(suite: str, workload: str, loop: str, *, quick: bool, timeout: flo
     return {"error": tail[0], "stderr": err}
 
 
-def run_ceiling(args: dict[str, Any], plan: loadgen.LoadPlan) -> dict[str, Any]:
-    """The C echo server under the load an echo workload called with ``args`` puts on its own."""
+def run_ceiling(args: dict[str, Any], plan: loadgen.LoadPlan,
+                python: str | None = None) -> dict[str, Any]:
+    """The C echo server under the load an echo workload called with ``args`` puts on its own;
+    with ``python``, the pure-Python one (bare_echo.py) under that interpreter."""
     try:
         measured = loadgen.ceiling(size=args["size"], connections=args["connections"],
                                    duration=args["duration"], warmup=args["warmup"],
-                                   plan=plan)
+                                   plan=plan, python=python)
     except (OSError, RuntimeError) as exc:
         return {"error": str(exc)}
-    return {**result_of(measured), "loop_type": "C epoll echo server (echo_server.c)"}
+    what = ("C epoll echo server (echo_server.c)" if python is None
+            else "pure-Python epoll echo server (bare_echo.py)")
+    return {**result_of(measured), "loop_type": what}
 
 
 Progress = Callable[[int, int, str, str, dict[str, Any]], None]
@@ -184,7 +190,7 @@ def run_matrix(pairs: list[tuple[str, Workload]], loop_names: list[str], *, repe
     with_ceiling = plan is not None and plan.echo_server is not None
     rows = []
     for suite, w in pairs:
-        names = [*loop_names, *([CEILING] if with_ceiling and w.ceiling else [])]
+        names = [*loop_names, *([BARE, CEILING] if with_ceiling and w.ceiling else [])]
         rows.append(Row(suite, w, quick, {name: Samples() for name in names}, overrides))
     total = repeat * sum(len(row.by_loop) for row in rows)
     done = 0
@@ -194,6 +200,8 @@ def run_matrix(pairs: list[tuple[str, Workload]], loop_names: list[str], *, repe
             for name in names[rep % len(names):] + names[:rep % len(names)]:
                 if name == CEILING:
                     result = run_ceiling(row.arguments, plan)
+                elif name == BARE:
+                    result = run_ceiling(row.arguments, plan, python=python or sys.executable)
                 else:
                     result = run_child(row.suite, row.workload.name, name, quick=quick,
                                        timeout=timeout, python=python, plan=plan,

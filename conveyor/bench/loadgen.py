@@ -218,18 +218,26 @@ async def load_server(port: int, *, size: int, connections: int, duration: float
 
 
 def ceiling(*, size: int, connections: int, duration: float, warmup: float,
-            plan: LoadPlan) -> Measured:
-    """The C echo server under the same load: the best any server can do on this machine."""
-    if plan.echo_server is None:
+            plan: LoadPlan, python: str | None = None) -> Measured:
+    """The C echo server under the same load: the best any server can do on this machine.
+
+    With ``python``, the pure-Python echo server (``bare_echo.py``) under that interpreter
+    instead: the best any Python server can do there.
+    """
+    if python is not None:
+        command = [python, os.path.join(os.path.dirname(__file__), "bare_echo.py")]
+        what = "the pure-Python echo server"
+    elif plan.echo_server is None:
         raise RuntimeError("the C echo server is not available")
-    with subprocess.Popen([plan.echo_server], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    else:
+        command, what = [plan.echo_server], "the C echo server"
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as server:
         try:
             pin(server.pid, plan.server_cpus)
             port = server.stdout.readline().strip()
             if not port.isdigit():
-                raise RuntimeError(f"the C echo server did not start: "
-                                   f"{server.stderr.read().strip()}")
+                raise RuntimeError(f"{what} did not start: {server.stderr.read().strip()}")
             result = run(int(port), size=size, connections=connections, duration=duration,
                          warmup=warmup, server_pid=server.pid, plan=plan)
         finally:

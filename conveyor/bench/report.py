@@ -2,8 +2,9 @@
 
 The table is for people: medians with SI prefixes, a ± noise figure, the server's CPU per
 operation where the workload measures it, and the two ratios the project steers by
-(conveyor/asyncio and conveyor/uvloop). Echo rows get a ``ceiling`` column: the C echo
-server under the same load. The JSON keeps every sample so a later script can redo the
+(conveyor/asyncio and conveyor/uvloop). Echo rows get a ``ceiling`` column, the C echo
+server under the same load, and a ``bare-py`` column, the least Python that echoes
+(``bare_echo.py``) under the same interpreter and load. The JSON keeps every sample so a later script can redo the
 statistics.
 """
 
@@ -14,7 +15,7 @@ import platform
 import sys
 from typing import Any
 
-from .harness import CEILING, Row
+from .harness import BARE, CEILING, Row
 
 __all__ = ["RATIOS", "format_rate", "format_table", "to_json"]
 
@@ -48,9 +49,9 @@ def _cell(row: Row, loop: str) -> str:
 
 
 def _columns(rows: list[Row], loop_names: list[str]) -> list[str]:
-    """The loops, then the ceiling when some row has one."""
-    has_ceiling = any(CEILING in row.by_loop for row in rows)
-    return [*loop_names, *([CEILING] if has_ceiling else [])]
+    """The loops, then the pure-Python and C ceilings when some row has them."""
+    extra = [name for name in (BARE, CEILING) if any(name in row.by_loop for row in rows)]
+    return [*loop_names, *extra]
 
 
 def _client_notes(rows: list[Row]) -> list[str]:
@@ -100,6 +101,9 @@ def format_table(rows: list[Row], loop_names: list[str], *, repeat: int,
     if any(s.cpu_per_op for row in rows for s in row.by_loop.values()):
         lines.append("cells: rate ±spread, then the server's CPU per operation (µs, user + "
                      "system, over the measured window)")
+    if BARE in columns:
+        lines.append(f"{BARE}: a Python epoll echo server with nothing but os.read and "
+                     "os.write, under the same load: the most a Python loop can do here")
     if CEILING in columns:
         lines.append(f"{CEILING}: a C epoll echo server under the same load, the most any "
                      "server can do here")

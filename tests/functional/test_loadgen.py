@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +56,42 @@ def test_c_client_against_the_c_echo_server(plan, size):
     assert plan.echo_server and not loadgen._is_python(plan.tcp), plan.notes
     measured = loadgen.ceiling(**{**LOAD, "size": size}, plan=plan)
     _sane(measured)
+
+
+@needs_c
+@pytest.mark.parametrize("size", [1024, 100 * 1024])
+def test_c_client_against_the_pure_python_echo_server(plan, size):
+    measured = loadgen.ceiling(**{**LOAD, "size": size}, plan=plan, python=sys.executable)
+    _sane(measured)
+
+
+def test_the_pure_python_echo_server_keeps_what_a_full_socket_refuses():
+    """A peer that sends 8 MiB before reading any fills the server's send buffer: what the
+    socket refuses is kept and sent later, byte for byte; a peer that goes is dropped, and
+    the end of standard input ends the server."""
+    from conveyor.bench import bare_echo
+
+    with subprocess.Popen([sys.executable, bare_echo.__file__], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as server:
+        port = int(server.stdout.readline())
+        payload = random.Random(7).randbytes(8 << 20)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as peer:
+            sender = peer.dup()
+            writer = threading.Thread(target=sender.sendall, args=(payload,))
+            writer.start()
+            got = bytearray()
+            while len(got) < len(payload):
+                chunk = peer.recv(1 << 20)
+                assert chunk, "the server closed early"
+                got += chunk
+            writer.join(30)
+            sender.close()
+        assert bytes(got) == payload
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as second:
+            second.sendall(b"still serving")
+            assert second.recv(100) == b"still serving"
+        server.stdin.close()
+        assert server.wait(10) == 0
 
 
 @needs_c

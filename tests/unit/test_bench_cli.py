@@ -154,15 +154,16 @@ def test_net_rows_report_cpu_and_the_ceiling(tmp_path: Path) -> None:
                        "conveyor", "--json", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     header = next(line for line in proc.stdout.splitlines() if line.startswith("workload"))
-    assert header.split()[2:4] == ["conveyor", "ceiling"]
+    assert header.split()[2:5] == ["conveyor", "bare-py", "ceiling"]
     assert "load from the C client (loadgen.c)" in proc.stdout
     doc = json.loads(out.read_text())
     assert doc["load"]["tcp"][0].startswith(str(tmp_path / "cache"))
-    for name in ("conveyor", "ceiling"):
+    for name in ("conveyor", "bare-py", "ceiling"):
         samples = doc["results"][0]["loops"][name]
         assert len(samples["cpu_per_op"]) == 2 and all(c > 0 for c in samples["cpu_per_op"])
         assert len(samples["client_load"]) == 2
     assert doc["results"][0]["loops"]["ceiling"]["loop_type"].startswith("C epoll echo server")
+    assert doc["results"][0]["loops"]["bare-py"]["loop_type"].startswith("pure-Python epoll")
 
 
 @pytest.mark.timeout(120)
@@ -177,7 +178,7 @@ def test_without_a_compiler_the_bench_warns_and_uses_the_python_client(tmp_path:
     assert warning in proc.stderr and warning in proc.stdout
     assert "load from the Python client" in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if line.startswith("workload"))
-    assert "ceiling" not in header.split()
+    assert "ceiling" not in header.split() and "bare-py" not in header.split()
 
 
 @pytest.mark.timeout(60)
