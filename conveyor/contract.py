@@ -72,6 +72,10 @@ class LoopInternals(Protocol):
     def _transport_of(self, fd: int) -> Any:
         """The transport that owns fd, or None."""
 
+    def _ensure_fd_no_transport(self, fd: Any) -> None:
+        """RuntimeError if a transport that is not closing owns fd (an int or a file
+        object); the one place that rule lives, for add_reader & co and the sock_* calls."""
+
     def _release_fd(self, fd: int, transport: Any) -> None:
         """`transport` no longer owns fd (no-op if another owner claimed it since)."""
 

@@ -1,12 +1,13 @@
 """The least Python that can echo: the pure-Python ceiling of the protocol echo rows.
 
 ``python -m conveyor.bench.bare_echo [--port P]`` is ``echo_server.c`` written in Python:
-level-triggered epoll, one ``os.read`` of up to 64 KiB per readiness event, written straight
-back with ``os.write``, and nothing in between (no loop, no handles, no transport, no
-protocol call, no context). Under the same load its CPU per message is what the interpreter
-itself costs for one poll event, one read and one write, so no event loop written in Python
-on this interpreter can do better; how far above uvloop it sits is the part of the gap that
-only C closes.
+level-triggered epoll, one ``os.readv`` of up to 256 KiB per readiness event into one
+buffer shared by all connections, written straight back with ``os.write``, and nothing in
+between (no loop, no handles, no transport, no protocol call, no context). Under the same
+load its CPU per message is what the interpreter itself costs for one poll event, one read
+and one write: no event loop written in Python can do better on this interpreter, and a
+loop's distance from it is what the loop's own machinery costs (docs/bench.md, "Where the
+echo rows stop").
 
 Same contract as the C server: listens on 127.0.0.1, prints the port on a line of its own,
 serves until its standard input reaches end of file or it is killed. What a socket does not
@@ -21,7 +22,7 @@ import select
 import socket
 import sys
 
-CHUNK = 65536
+CHUNK = 262144
 
 
 def serve(port: int = 0) -> None:
@@ -35,38 +36,41 @@ def serve(port: int = 0) -> None:
     conns: dict[int, socket.socket] = {}
     unsent: dict[int, bytes] = {}
     print(listener.getsockname()[1], flush=True)
-    read, write, poll = os.read, os.write, poller.poll
-    IN, OUT = select.EPOLLIN, select.EPOLLOUT
+    # Reading into one buffer allocates nothing per message, and takes a 100 KiB message in
+    # one call (os.read(fd, 256 KiB) would map and unmap the block it allocates each time).
+    buffer = bytearray(CHUNK)
+    into, view = [buffer], memoryview(buffer)
+    readv, write, poll = os.readv, os.write, poller.poll
     while True:
         for fd, ev in poll():
-            if ev == IN and fd in conns:
+            if fd in conns:
+                if fd in unsent:  # reading waits until the rest has gone
+                    _flush(fd, conns, unsent, poller)
+                    continue
                 # The hot path: one read, one write, nothing else.
                 try:
-                    data = read(fd, CHUNK)
+                    got = readv(fd, into)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
-                    data = b""
-                if data:
-                    try:
-                        sent = write(fd, data)
-                    except BlockingIOError:
-                        sent = 0
-                    except OSError:
-                        _drop(fd, conns, unsent, poller)
-                        continue
-                    if sent < len(data):
-                        unsent[fd] = data[sent:]
-                        poller.modify(fd, OUT)
+                    got = 0
+                if not got:
+                    _drop(fd, conns, unsent, poller)
                     continue
-                _drop(fd, conns, unsent, poller)
+                try:
+                    sent = write(fd, view[:got])
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    _drop(fd, conns, unsent, poller)
+                    continue
+                if sent < got:
+                    unsent[fd] = bytes(view[sent:got])
+                    poller.modify(fd, select.EPOLLOUT)
             elif fd == listen_fd:
                 _accept(listener, conns, poller)
-            elif fd == stdin_fd:
-                if not read(stdin_fd, 4096):
-                    return
-            elif fd in conns:
-                _flush(fd, conns, unsent, poller)
+            elif fd == stdin_fd and not os.read(stdin_fd, 4096):
+                return
 
 
 def _accept(listener: socket.socket, conns: dict, poller: select.epoll) -> None:

@@ -49,7 +49,7 @@ from typing import Any, Awaitable, Callable
 from ..contract import LoopInternals
 from ..transports.socket import SocketTransport
 from ..transports.tls import SSLTransport
-from .sockets import _WOULD_BLOCK, _check_no_transport, _check_socket, _wait_writable
+from .sockets import _WOULD_BLOCK, _check_socket, _wait_writable
 
 #: Bytes read per executor round trip in the fallback (asyncio's sock_sendfile block).
 FALLBACK_BLOCK = 256 * 1024
@@ -82,7 +82,7 @@ async def sock_sendfile(loop: LoopInternals, sock: socket.socket, file: Any, off
     """Send `file` (from `offset`, `count` bytes or to its end) over `sock`; bytes sent."""
     _check_socket(loop, sock)
     _check_args(file, offset, count, sock.type)
-    _check_no_transport(loop, sock.fileno())
+    loop._ensure_fd_no_transport(sock.fileno())
     try:
         return await _send_native(loop, sock, file, offset, count)
     except asyncio.SendfileNotAvailableError:

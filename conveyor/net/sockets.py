@@ -74,12 +74,6 @@ def _check_socket(loop: LoopInternals, sock: Any) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
-def _check_no_transport(loop: LoopInternals, fd: int) -> None:
-    transport = loop._transport_of(fd)
-    if transport is not None and not transport.is_closing():
-        raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
-
-
 class _SockReader(Handle):
     """A reader registration that may outlive its wait by one loop iteration ("parked",
     see `CoreLoop._park_reader`: a recv loop then swaps handles, no epoll_ctl per message).
@@ -115,7 +109,7 @@ async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: A
     owner), and then the registration is no longer ours to remove.
     """
     fd = sock.fileno()
-    _check_no_transport(loop, fd)
+    loop._ensure_fd_no_transport(fd)
     loop._check_closed()
     fut = loop.create_future()
     handle = _SockReader(callback, (fut, *args), loop, None)
@@ -136,7 +130,7 @@ async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: A
 async def _wait_writable(loop: LoopInternals, sock: Any, callback: Any, *args: Any) -> Any:
     """Run `callback(fut, *args)` each time `sock` is writable until it completes `fut`."""
     fd = sock.fileno()
-    _check_no_transport(loop, fd)
+    loop._ensure_fd_no_transport(fd)
     fut = loop.create_future()
     handle = loop._add_writer(fd, callback, fut, *args)
     try:

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -65,14 +66,19 @@ def test_c_client_against_the_pure_python_echo_server(plan, size):
     _sane(measured)
 
 
-def test_the_pure_python_echo_server_keeps_what_a_full_socket_refuses():
+@pytest.mark.parametrize("server", ["c", "python"])
+def test_the_echo_servers_keep_what_a_full_socket_refuses(server, plan):
     """A peer that sends 8 MiB before reading any fills the server's send buffer: what the
-    socket refuses is kept and sent later, byte for byte; a peer that goes is dropped, and
-    the end of standard input ends the server."""
+    socket refuses is kept and sent later, byte for byte; a peer that resets is dropped
+    and the others still served; the end of standard input ends the server."""
     from conveyor.bench import bare_echo
 
-    with subprocess.Popen([sys.executable, bare_echo.__file__], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as server:
+    if server == "c" and plan.echo_server is None:
+        pytest.skip(f"the C echo server did not build: {plan.notes}")
+    command = ([plan.echo_server] if server == "c"
+               else [sys.executable, bare_echo.__file__])
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as server:
         port = int(server.stdout.readline())
         payload = random.Random(7).randbytes(8 << 20)
         with socket.create_connection(("127.0.0.1", port), timeout=30) as peer:
@@ -87,6 +93,11 @@ def test_the_pure_python_echo_server_keeps_what_a_full_socket_refuses():
             writer.join(30)
             sender.close()
         assert bytes(got) == payload
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as resetting:
+            resetting.sendall(b"x")
+            assert resetting.recv(1) == b"x"
+            # A reset (linger 0) reaches the server as IN|HUP|ERR, not a plain EOF.
+            resetting.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with socket.create_connection(("127.0.0.1", port), timeout=30) as second:
             second.sendall(b"still serving")
             assert second.recv(100) == b"still serving"
