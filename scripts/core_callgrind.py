@@ -4,7 +4,9 @@
     python scripts/core_callgrind.py callsoon [LOOP ...]   # loop.call_soon called from C
 
 ROW is one of conveyor/bench/core.py's workloads (callbacks, timers, tasks, gather); LOOP is
-asyncio, uvloop or conveyor (default: all three). Each row runs twice under
+asyncio, uvloop or conveyor (default: all three), or one of two floors for the tasks and
+gather rows: ``bare-handles``, the least Python loop that still makes the Handle asyncio's
+``call_soon`` must return, and ``bare``, the same queueing tuples (see ``BareLoop``). Each row runs twice under
 ``valgrind --tool=callgrind``, at a small size and at twice that size, and the figure is the
 difference in instructions over the difference in operations: interpreter start-up, imports
 and compiling drop out, and a neighbour's CPU load changes nothing (docs/bench.md, "Where
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import os
 import re
 import subprocess
@@ -41,7 +44,105 @@ SIZES = {
 }
 
 
+class BareLoop(asyncio.AbstractEventLoop):
+    """The least Python loop that runs C Tasks, for the floor of the tasks and gather rows.
+
+    No poller, timers or checks: ``call_soon`` (bound in the instance dict and `self`
+    positional-only, as conveyor's) queues the call, and the dispatch runs the queue in
+    batches. ``handles=True`` ("bare-handles") fills a Handle as conveyor's call_soon does,
+    which asyncio's API requires (call_soon returns one); ``handles=False`` ("bare") queues
+    a tuple and returns None, which no conforming loop may.
+    """
+
+    def __init__(self, handles: bool) -> None:
+        from collections import deque
+        self._ready = deque()
+        self._handles = handles
+        self._closed = self._stop = False
+        self.call_soon = self._call_soon_handle if handles else self._call_soon_tuple
+
+    def _call_soon_tuple(self, /, callback, *args, context=None):
+        self._ready.append((callback, args,
+                            contextvars.copy_context() if context is None else context))
+
+    def _call_soon_handle(self, /, callback, *args, context=None):
+        handle = BareHandle()
+        handle._context = contextvars.copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self._ready.append(handle)
+        return handle
+
+    def get_debug(self):
+        return False
+
+    def set_debug(self, enabled):
+        pass
+
+    def is_closed(self):
+        return self._closed
+
+    def call_exception_handler(self, context):
+        print("unexpected:", context, file=sys.stderr)
+
+    def close(self):
+        self._closed = True
+
+    def create_future(self):
+        return asyncio.Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None):
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    async def shutdown_asyncgens(self):
+        pass
+
+    async def shutdown_default_executor(self, timeout=None):
+        pass
+
+    def _stopper(self, fut):
+        self._stop = True
+
+    def run_until_complete(self, coro):
+        from itertools import repeat
+        asyncio._set_running_loop(self)
+        try:
+            fut = asyncio.ensure_future(coro, loop=self)
+            fut.add_done_callback(self._stopper)
+            self._stop = False
+            ready = self._ready
+            popleft = ready.popleft
+            while not self._stop:
+                if self._handles:
+                    for _ in repeat(None, len(ready)):
+                        handle = popleft()
+                        if handle._cancelled:
+                            continue
+                        if not handle._args:
+                            handle._context.run(handle._callback)
+                        else:
+                            handle._context.run(handle._callback, *handle._args)
+                else:
+                    for _ in repeat(None, len(ready)):
+                        callback, args, context = popleft()
+                        if not args:
+                            context.run(callback)
+                        else:
+                            context.run(callback, *args)
+            return fut.result()
+        finally:
+            asyncio._set_running_loop(None)
+
+
 def _factory(name: str):
+    if name in ("bare", "bare-handles"):
+        global BareHandle
+        from conveyor.handles import BareHandle  # conveyor's: one C call makes it
+        return lambda: BareLoop(handles=name == "bare-handles")
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == "uvloop":

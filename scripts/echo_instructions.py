@@ -4,6 +4,7 @@
     python scripts/echo_instructions.py --kind streams --size 10240 --loops conveyor,uvloop
     python scripts/echo_instructions.py --python /work/main/.venvs/3.13.0/bin/python
     python scripts/echo_instructions.py --kind http     # the bench's httptools server under wrk
+    python scripts/echo_instructions.py --loops bare,bare-protocol,uvloop,conveyor  # the floors
 
 Timings on a shared 2-core machine swing by 20% from run to run; an instruction count does
 not. Each loop's echo server (the bench's three shapes: ``proto``, ``streams``, ``sock``)
@@ -23,6 +24,11 @@ What it counts and what it does not:
   count is the per-message cost of a busy server.
 - the sock_* shape behaves differently under valgrind: the data is always there when the
   server asks, so its receives never wait, as they mostly do at full speed.
+
+Two floors for the proto shape: ``bare`` is ``conveyor/bench/bare_echo.py`` (epoll,
+``os.readv``, ``os.write``, nothing else: the bench's ``bare-py`` column), and
+``bare-protocol`` adds the three Python calls a protocol costs (see
+``_serve_bare_protocol``); a loop's count above them is its own machinery.
 
 ``--kind http`` runs the bench's HTTP server (``conveyor.bench.http.HttpProtocol``,
 httptools) under ``wrk -t1 -c50`` instead, and divides by the responses the server counted
@@ -48,13 +54,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def serve(loop_name: str, kind: str, port: int) -> None:
     """The server side: an echo server of the given shape, "ready" on stdout when listening."""
+    if loop_name in ("bare", "bare-protocol") and kind != "proto":
+        raise SystemExit(f"the {loop_name} server has only the proto shape")
     if loop_name == "bare":
         # No loop at all: the least Python that echoes (conveyor/bench/bare_echo.py).
         sys.path.insert(0, os.path.dirname(HERE))
         from conveyor.bench import bare_echo
-        if kind != "proto":
-            raise SystemExit("the bare server has only the proto shape")
         bare_echo.serve(port)
+        return
+    if loop_name == "bare-protocol":
+        _serve_bare_protocol(port)
         return
     if loop_name == "uvloop":
         import uvloop
@@ -132,6 +141,62 @@ def serve(loop_name: str, kind: str, port: int) -> None:
         await asyncio.Event().wait()
 
     loop.run_until_complete(main())
+
+
+def _serve_bare_protocol(port: int) -> None:
+    """The "bare-protocol" server: the bare one plus asyncio's protocol contract at its
+    cheapest. Each readable fd calls a bound method of its transport, which reads and calls
+    the protocol's data_received, which calls the transport's write: the three Python calls
+    every loop with a Python protocol makes per message, and nothing else (no handle,
+    context, ready queue, state checks or error handling). A floor, not a server to use."""
+    import select
+
+    class Transport:
+        __slots__ = ("_fd", "_protocol")
+
+        def __init__(self, fd, protocol):
+            self._fd, self._protocol = fd, protocol
+
+        def read_ready(self):
+            data = os.read(self._fd, 65536)
+            if data:
+                self._protocol.data_received(data)
+
+        def write(self, data):
+            os.write(self._fd, data)
+
+    class Echo:
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    listener = socket.create_server(("127.0.0.1", port), backlog=1024)
+    listener.setblocking(False)
+    poller = select.epoll()
+    poller.register(listener.fileno(), select.EPOLLIN)
+    readers, sockets = {}, {}
+    print("ready", flush=True)
+    while True:
+        for fd, _ in poller.poll():
+            reader = readers.get(fd)
+            if reader is not None:
+                reader()
+                continue
+            while True:
+                try:
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                protocol = Echo()
+                transport = Transport(sock.fileno(), protocol)
+                protocol.connection_made(transport)
+                sockets[sock.fileno()] = sock
+                readers[sock.fileno()] = transport.read_ready
+                poller.register(sock.fileno(), select.EPOLLIN)
 
 
 def _load_generator() -> str:
