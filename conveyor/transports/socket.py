@@ -18,7 +18,6 @@ import asyncio
 import logging
 import os
 import socket
-import weakref
 from typing import Any
 
 from ..contract import LoopInternals
@@ -27,21 +26,20 @@ from .stream import StreamTransport
 
 logger = logging.getLogger("asyncio")
 
-#: How a read gets its bytes: `os.read(fd, READ_SIZE)` normally (a socket subclass:
-#: `recv(READ_SIZE)`; stream.py says why), and `recv_into` the loop's shared
-#: READ_BUFFER_SIZE buffer (then copying out what arrived) while a bulk transfer is on.
-#: - `os.read(fd, n)` / `recv(n)` allocate n bytes per call; with glibc, beyond 128 KiB that is mmap/munmap per
-#:   call (3.5x slower at 256 KiB), so it never asks for more than 64 KiB. For small messages
-#:   it is the cheapest read (1 KiB over a socketpair: 2.01 us vs 2.18 us with recv_into
-#:   + tobytes, median of 15 interleaved runs of 20k).
-#: - Once a read fills 64 KiB more is likely waiting: reading into the shared 256 KiB buffer
-#:   takes a 100 KiB message in one call instead of two (server CPU per 100 KiB echo:
-#:   23 -> 17-18 us). A read under BULK_EXIT bytes ends the bulk mode.
+#: How a read gets its bytes: `os.read(fd, n)` (a socket subclass: `recv(n)`; stream.py says
+#: why), which allocates n bytes and lets the kernel fill them, so no byte is copied twice.
+#: - n is READ_SIZE normally. `os.read(fd, n)` allocates n bytes per call, trimmed to what
+#:   arrived; for small messages asking for 1 KiB or 64 KiB costs the same.
+#: - Once a read fills 64 KiB more is likely waiting, and n is BULK_READ until a read under
+#:   BULK_EXIT bytes: a 100 KiB message in one call instead of two. BULK_READ stays under
+#:   glibc's default mmap threshold (128 KiB), above which every call would map and unmap
+#:   its block (3.5x slower at 256 KiB). Reading into a shared 256 KiB buffer and copying
+#:   out what arrived, the previous bulk mode, cost more: server CPU per 100 KiB echo
+#:   31.1 -> 26.7 µs (3.11), 27.3 -> 24.6 (3.13), interleaved medians, uvloop 29.1 / 27.0.
 READ_SIZE = 65536
-_read = os.read
-READ_BUFFER_SIZE = 262144
+BULK_READ = 131072 - 1024  # room for the bytes object's header and malloc's
 BULK_EXIT = 16384
-
+_read = os.read
 
 def set_nodelay(sock: socket.socket) -> None:
     """Turn Nagle's algorithm off for TCP, as asyncio does for every stream transport."""
@@ -53,28 +51,15 @@ def set_nodelay(sock: socket.socket) -> None:
             pass
 
 
-#: One receive buffer per loop, shared by all its transports (see `_read_ready`).
-_read_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _loop_read_buffer(loop: LoopInternals) -> memoryview:
-    """The loop's shared receive buffer: only its own thread reads into it, so one is enough."""
-    buf = _read_buffers.get(loop)
-    if buf is None:
-        buf = _read_buffers[loop] = memoryview(bytearray(READ_BUFFER_SIZE))
-    return buf
-
-
 class SocketTransport(StreamTransport):
     """A connected stream socket as an asyncio transport.
 
     The lifecycle, flow control and write path are `StreamTransport`'s; what is here is
-    what only a socket has: the two read paths, the shared receive buffer, TCP_NODELAY, the
+    what only a socket has: the two read paths (and the bulk read size), TCP_NODELAY, the
     server it belongs to, and `shutdown(SHUT_WR)` for write_eof.
     """
 
-    __slots__ = ("_sock", "_server", "_rbuf", "_bulk", "_data_received", "_read_eof_seen",
-                 "_peername")
+    __slots__ = ("_sock", "_server", "_bulk", "_data_received", "_read_eof_seen", "_peername")
 
     _write_error = "Fatal write error on socket transport"
 
@@ -95,7 +80,6 @@ class SocketTransport(StreamTransport):
         else:
             self._init_stream(sock)
         self._sock = sock
-        self._rbuf = _loop_read_buffer(loop)
         self._bulk = False
         self._server = server
         self._read_eof_seen = False
@@ -159,13 +143,12 @@ class SocketTransport(StreamTransport):
 
     def _read_ready(self) -> None:
         try:
+            sink = self._sink
             if self._bulk:
-                nbytes = self._sock.recv_into(self._rbuf)
-                data = self._rbuf[:nbytes].tobytes()
-                if nbytes < BULK_EXIT:
+                data = _read(self._fd, BULK_READ) if sink is None else sink.recv(BULK_READ)
+                if len(data) < BULK_EXIT:
                     self._bulk = False
             else:
-                sink = self._sink
                 data = _read(self._fd, READ_SIZE) if sink is None else sink.recv(READ_SIZE)
                 if len(data) == READ_SIZE:
                     self._bulk = True
