@@ -26,7 +26,7 @@ What it counts and what it does not:
   server asks, so its receives never wait, as they mostly do at full speed.
 
 Two floors for the proto shape: ``bare`` is ``conveyor/bench/bare_echo.py`` (epoll,
-``os.readv``, ``os.write``, nothing else: the bench's ``bare-py`` column), and
+``os.read``, ``os.write``, nothing else: the bench's ``bare-py`` column), and
 ``bare-protocol`` adds the three Python calls a protocol costs (see
 ``_serve_bare_protocol``); a loop's count above them is its own machinery.
 

@@ -1,13 +1,13 @@
 """The least Python that can echo: the pure-Python ceiling of the protocol echo rows.
 
 ``python -m conveyor.bench.bare_echo [--port P]`` is ``echo_server.c`` written in Python:
-level-triggered epoll, one ``os.readv`` of up to 256 KiB per readiness event into one
-buffer shared by all connections, written straight back with ``os.write``, and nothing in
-between (no loop, no handles, no transport, no protocol call, no context). Under the same
-load its CPU per message is what the interpreter itself costs for one poll event, one read
-and one write: no event loop written in Python can do better on this interpreter, and a
-loop's distance from it is what the loop's own machinery costs (docs/bench.md, "Where the
-echo rows stop").
+level-triggered epoll, one ``os.read`` of up to 127 KiB per readiness event (under glibc's
+mmap threshold; reading into a shared buffer instead cost more at 100 KiB), written straight
+back with ``os.write``, and nothing in between: no loop, no handles, no transport, no
+protocol call, no context. Under the same load its CPU per message is what the interpreter
+itself costs for one poll event, one read and one write: no event loop written in Python can
+do much better on this interpreter, and a loop's distance from it is what the loop's own
+machinery costs (docs/bench.md, "Where the echo rows stop").
 
 Same contract as the C server: listens on 127.0.0.1, prints the port on a line of its own,
 serves until its standard input reaches end of file or it is killed. What a socket does not
@@ -22,7 +22,7 @@ import select
 import socket
 import sys
 
-CHUNK = 262144
+CHUNK = 131072 - 1024  # under glibc's mmap threshold: see transports/socket.py
 
 
 def serve(port: int = 0) -> None:
@@ -36,11 +36,7 @@ def serve(port: int = 0) -> None:
     conns: dict[int, socket.socket] = {}
     unsent: dict[int, bytes] = {}
     print(listener.getsockname()[1], flush=True)
-    # Reading into one buffer allocates nothing per message, and takes a 100 KiB message in
-    # one call (os.read(fd, 256 KiB) would map and unmap the block it allocates each time).
-    buffer = bytearray(CHUNK)
-    into, view = [buffer], memoryview(buffer)
-    readv, write, poll = os.readv, os.write, poller.poll
+    read, write, poll = os.read, os.write, poller.poll
     while True:
         for fd, ev in poll():
             if fd in conns:
@@ -49,27 +45,27 @@ def serve(port: int = 0) -> None:
                     continue
                 # The hot path: one read, one write, nothing else.
                 try:
-                    got = readv(fd, into)
+                    data = read(fd, CHUNK)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
-                    got = 0
-                if not got:
+                    data = b""
+                if not data:
                     _drop(fd, conns, unsent, poller)
                     continue
                 try:
-                    sent = write(fd, view[:got])
+                    sent = write(fd, data)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
                     _drop(fd, conns, unsent, poller)
                     continue
-                if sent < got:
-                    unsent[fd] = bytes(view[sent:got])
+                if sent < len(data):
+                    unsent[fd] = data[sent:]
                     poller.modify(fd, select.EPOLLOUT)
             elif fd == listen_fd:
                 _accept(listener, conns, poller)
-            elif fd == stdin_fd and not os.read(stdin_fd, 4096):
+            elif fd == stdin_fd and not read(stdin_fd, 4096):
                 return
 
 
