@@ -4,8 +4,8 @@ The table is for people: medians with SI prefixes, a ± noise figure, the server
 operation where the workload measures it, and the two ratios the project steers by
 (conveyor/asyncio and conveyor/uvloop). Echo rows get a ``ceiling`` column, the C echo
 server under the same load, and a ``bare-py`` column, the least Python that echoes
-(``bare_echo.py``) under the same interpreter and load. The JSON keeps every sample so a later script can redo the
-statistics.
+(``bare_echo.py``) under the same interpreter and load. The JSON keeps every sample so a
+later script can redo the statistics.
 """
 
 from __future__ import annotations
