@@ -47,35 +47,25 @@ SIZES = {
 class BareLoop(asyncio.AbstractEventLoop):
     """The least Python loop that runs C Tasks, for the floor of the tasks and gather rows.
 
-    No poller, timers or checks: ``call_soon`` (bound in the instance dict and `self`
-    positional-only, as conveyor's) queues the call, and the dispatch runs the queue in
-    batches. ``handles=True`` ("bare-handles") fills a Handle as conveyor's call_soon does,
-    which asyncio's API requires (call_soon returns one); ``handles=False`` ("bare") queues
-    a tuple and returns None, which no conforming loop may.
+    No poller, timers or hooks: ``call_soon`` queues the call, and the dispatch runs the
+    queue in batches. As "bare" its ``call_soon`` queues a tuple and returns None, which no
+    conforming loop may; as "bare-handles" (`_factory`) it is conveyor's own ``call_soon``,
+    which makes the Handle asyncio's API requires. On 3.11 it is bound in the instance dict,
+    as conveyor binds it (3.11's C Task looks it up as an attribute on every step).
     """
 
-    def __init__(self, handles: bool) -> None:
+    _handles = False
+
+    def __init__(self) -> None:
         from collections import deque
         self._ready = deque()
-        self._handles = handles
-        self._closed = self._stop = False
-        self.call_soon = self._call_soon_handle if handles else self._call_soon_tuple
+        self._closed = self._debug = self._stop = False
+        if sys.version_info < (3, 12):
+            self.call_soon = self.call_soon
 
-    def _call_soon_tuple(self, /, callback, *args, context=None):
+    def call_soon(self, /, callback, *args, context=None):
         self._ready.append((callback, args,
                             contextvars.copy_context() if context is None else context))
-
-    def _call_soon_handle(self, /, callback, *args, context=None):
-        handle = BareHandle()
-        handle._context = contextvars.copy_context() if context is None else context
-        handle._loop = self
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        self._ready.append(handle)
-        return handle
 
     def get_debug(self):
         return False
@@ -139,10 +129,16 @@ class BareLoop(asyncio.AbstractEventLoop):
 
 
 def _factory(name: str):
-    if name in ("bare", "bare-handles"):
-        global BareHandle
-        from conveyor.handles import BareHandle  # conveyor's: one C call makes it
-        return lambda: BareLoop(handles=name == "bare-handles")
+    if name == "bare":
+        return BareLoop
+    if name == "bare-handles":
+        from conveyor.core import CoreLoop
+
+        class HandlesLoop(BareLoop):
+            _handles = True
+            call_soon = CoreLoop.call_soon
+
+        return HandlesLoop
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == "uvloop":
