@@ -22,8 +22,9 @@ What it counts and what it does not:
 - under valgrind the server is ~50x slower than the client, so every poll returns all 50
   connections: the per-iteration cost is amortised as it is under full load, and the
   count is the per-message cost of a busy server.
-- the sock_* shape behaves differently under valgrind: the data is always there when the
-  server asks, so its receives never wait, as they mostly do at full speed.
+- the sock_* shape behaves differently under valgrind: with 50 connections the data is
+  always there when the server asks, so its receives never wait, as they mostly do at full
+  speed. ``--connections 1`` restores the waits (each message is then one poll of its own).
 
 Two floors for the proto shape: ``bare`` is ``conveyor/bench/bare_echo.py`` (epoll,
 ``os.read``, ``os.write``, nothing else: the bench's ``bare-py`` column), and
@@ -206,7 +207,7 @@ def _load_generator() -> str:
 
 
 def measure(python: str, loop_name: str, kind: str, size: int, duration: float,
-            out_dir: str) -> tuple[int, int, str]:
+            out_dir: str, connections: int = 50) -> tuple[int, int, str]:
     """(messages, instructions, callgrind file) for one loop's server."""
     port = 20000 + os.getpid() % 20000
     # The interpreter itself, not a launcher script (pyenv's shims are shell scripts, which
@@ -230,7 +231,8 @@ def measure(python: str, loop_name: str, kind: str, size: int, duration: float,
         else:
             client = subprocess.Popen(
                 [_load_generator(), "--port", str(port), "--size", str(size),
-                 "--connections", "50", "--duration", str(duration), "--warmup", "3"],
+                 "--connections", str(connections), "--duration", str(duration),
+                 "--warmup", "3"],
                 stdout=subprocess.PIPE, text=True)
             client.stdout.readline()
             subprocess.run(["callgrind_control", "-i", "on", str(server.pid)],
@@ -292,10 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--out", default="/tmp", help="where the callgrind files go")
+    parser.add_argument("--connections", type=int, default=50,
+                        help="1 makes the sock shape wait for every message, as it does at "
+                             "full speed")
     opts = parser.parse_args(args)
     for loop_name in opts.loops.split(","):
         messages, instructions, dump = measure(opts.python, loop_name, opts.kind, opts.size,
-                                               opts.duration, opts.out)
+                                               opts.duration, opts.out, opts.connections)
         shape = "http, per response" if opts.kind == "http" else f"{opts.kind} {opts.size} B"
         print(f"{loop_name:9s} {shape}: {instructions / messages:9,.0f} "
               f"instructions per message ({messages} messages; {dump})", flush=True)

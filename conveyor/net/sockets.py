@@ -2,20 +2,25 @@
 
 Every coroutine tries the syscall first and waits on readiness only when it would block,
 because the data or the room is often already there (a `sendall` into an empty socket
-buffer, a `recv` while the peer streams); receives make one exception, below. When it must wait, it
-registers a reader or writer callback with the loop and gives it up when the waiting task
-resumes, whether the operation finished, failed or was cancelled: so a cancelled
-`sock_recv` leaves the socket registered for nothing and usable by the next call. (A reader
-is kept one more loop iteration before it is removed, so a task that receives in a loop
-does not pay two epoll_ctl calls per message; see `_SockReader`.)
+buffer, a `recv` while the peer streams); stream receives make one exception, below. When it
+must wait, it registers a reader or writer callback with the loop and gives it up when the
+waiting task resumes, whether the operation finished, failed or was cancelled: so a
+cancelled `sock_recv` leaves the socket registered for nothing and usable by the next call.
+(A reader is kept one more loop iteration before it is removed, so a task that receives in a
+loop does not pay two epoll_ctl calls per message; see `_SockReader`.)
 
-Receives adapt. After a receive that tried and found nothing, the socket's next
-WAIT_FIRST_AFTER_MISS receives wait for readiness first, then one tries again: in a
-request/response exchange the answer to what was just sent is not there yet, and each
-attempt would only cost a failed system call and an exception (about 1 us per message; uvloop
-never tries first). A receive that fills its buffer, or a probe that finds data, puts the
-socket back to trying first, which is what a streaming peer needs. The count lives on the
-socket's parked reader (`_SockReader`), so a socket that has not waited lately tries first.
+The readiness callback of a receive (recv, recv_into, recvfrom, accept) only wakes the
+task; the task makes the call (see `_readable`). So a receive cancelled at any point has
+taken nothing from the socket (asyncio receives in the callback, and a task cancelled after
+it loses the bytes, datagram or connection), and the data is used while it is still in the
+CPU's cache.
+
+Stream receives go by the last one. A receive that came back short drained the socket (the
+kernel hands over all it has, up to the size asked), so the next one waits for readiness
+first instead of failing a system call and raising (about 1 us per message; uvloop never
+tries first). A receive that filled its buffer may have left more, so the next one tries
+first, which is what a streaming peer needs. The note lives on the socket's parked reader
+(`_SockReader._drained`), so a socket that has not waited lately tries first.
 
 Receives on stream sockets ask for at most 64 KiB at a time (see DESIGN.md: larger requests
 make glibc map and unmap memory on every call); `recv(n)` may return fewer bytes anyway.
@@ -43,11 +48,6 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
 #: What `_check_socket` refuses with TypeError; a class nothing is an instance of without ssl.
 _SSLSocket: type = ssl.SSLSocket if ssl is not None else type("_NoSSLSocket", (), {})
 
-#: After a receive found nothing, this many of the socket's next receives wait first (see the
-#: module docstring); the one after them tries again, so a peer that starts streaming is
-#: noticed within that many messages.
-WAIT_FIRST_AFTER_MISS = 8
-
 #: The largest stream receive asked of the kernel in one call.
 _MAX_RECV = 65536
 
@@ -57,9 +57,11 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 #: called through its own methods, so overrides are honoured.
 _read = os.read
 _write = os.write
-#: `_retry`'s method for a plain socket's receive: `os.read(sock.fileno(), n)`.
-READ_FD = "os.read on fileno()"
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
+#: A socket's kind as the C base class stores it: `sock.type` converts it to a SocketKind
+#: enum in Python (~0.5 us), this reads the int (~0.05 us) on the receive path.
+_raw_type = socket.SocketType.type.__get__
+_STREAM = int(socket.SOCK_STREAM)
 
 
 def _check_socket(loop: LoopInternals, sock: Any) -> None:
@@ -86,7 +88,7 @@ class _SockReader(Handle):
     poller again (`_rearm_reader`) so the newcomer is polled.
     """
 
-    __slots__ = ("_sock", "_fd", "_wait_first")
+    __slots__ = ("_sock", "_fd", "_drained")
 
     def cancel(self) -> None:
         if self._cancelled:
@@ -96,35 +98,48 @@ class _SockReader(Handle):
             self._loop._rearm_reader(self._fd, self)
 
 
-async def _wait_readable(loop: LoopInternals, sock: Any, callback: Any, *args: Any,
-                         wait_first: int = 0) -> Any:
-    """Run `callback(fut, *args)` each time `sock` is readable until it completes `fut`.
+async def _readable(loop: LoopInternals, sock: Any) -> _SockReader:
+    """Return once the poller reports `sock` readable (which may prove spurious: the
+    caller's next attempt may still find nothing, and then it waits again).
 
-    `wait_first` is left on the parked handle for the socket's next receives to read (see
-    `_parked_for`).
+    The receive itself is the caller's, made after this returns, in the waiting task's own
+    step, for two reasons. A receive made in the readiness callback finishes a future the
+    task may never see: cancelled in between, the task would drop the bytes (or the accepted
+    connection, or the datagram) it was handed. And made in the task, the receive is followed
+    at once by whatever the task does with the data (typically sending it on), while the
+    buffer is still in the CPU's cache, instead of after every other readiness callback of the
+    same poll has read its own (see DESIGN.md: at 100 KiB this halves the kernel's copy time).
 
-    When the waiting task resumes, however `fut` ended, the registration is parked for one
-    iteration (see `_SockReader`) and then removed, unless a new wait took it over. A
-    handle found cancelled was replaced by a later waiter on the same fd (or removed by its
+    Returns the registration, parked: when the waiting task resumes, however the wait ended,
+    it is kept for one iteration (see `_SockReader`) and then removed, unless a new wait took
+    it over; a stream receive notes on it whether it drained the socket (see `_parked_for`).
+    A handle found cancelled was replaced by a later waiter on the same fd (or removed by its
     owner), and then the registration is no longer ours to remove.
     """
     fd = sock.fileno()
     loop._ensure_fd_no_transport(fd)
     loop._check_closed()
     fut = loop.create_future()
-    handle = _SockReader(callback, (fut, *args), loop, None)
+    handle = _SockReader(_wake, (fut,), loop, None)
     handle._sock = sock
     handle._fd = fd
-    handle._wait_first = wait_first
+    handle._drained = False
     loop._add_reader_handle(fd, handle)
     try:
-        return await fut
+        await fut
     finally:
-        # An error raised here keeps this frame in its traceback; the frame must not keep
-        # the future that holds the error (a reference cycle, as asyncio avoids too).
+        # A cancellation raised here keeps this frame in its traceback; the frame must not
+        # keep the future that holds it (a reference cycle, as asyncio avoids too).
         fut = None
         if not handle._cancelled:
             loop._park_reader(fd, handle)
+    return handle
+
+
+def _wake(fut: asyncio.Future) -> None:
+    """Readiness callback of `_readable`: the waiting task resumes and tries its receive."""
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def _wait_writable(loop: LoopInternals, sock: Any, callback: Any, *args: Any) -> Any:
@@ -136,26 +151,21 @@ async def _wait_writable(loop: LoopInternals, sock: Any, callback: Any, *args: A
     try:
         return await fut
     finally:
-        fut = None  # no cycle through this frame (see _wait_readable)
+        fut = None  # no cycle through this frame (see _readable)
         if not handle._cancelled:
             loop._remove_writer(fd)
 
 
 def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
-    """Readiness callback of the plain sock_* calls: make the call again and finish the
-    future with its result or error, unless it would still block (a spurious wake-up).
+    """Writability callback of `sock_sendto`: make the call again and finish the future
+    with its result or error, unless it would still block (a spurious wake-up).
 
     The method is looked up on every retry, not bound once: what is called is whatever the
-    socket object holds now (a wrapper or a test's mock may replace it between attempts).
-    `READ_FD` stands for a plain socket's recv done with os.read on its current fileno() (a
-    closed socket's is -1, so a wait outliving its socket fails with EBADF, as recv would)."""
+    socket object holds now (a wrapper or a test's mock may replace it between attempts)."""
     if fut.done():
         return
     try:
-        if method is READ_FD:
-            result = _read(sock.fileno(), *args)
-        else:
-            result = getattr(sock, method)(*args)
+        result = getattr(sock, method)(*args)
     except _WOULD_BLOCK:
         return
     except (SystemExit, KeyboardInterrupt):
@@ -170,21 +180,19 @@ def _retry(fut: asyncio.Future, sock: Any, method: str, *args: Any) -> None:
 # ----------------------------------------------------------------------------- receive
 
 def _parked_for(loop: LoopInternals, sock: Any) -> _SockReader | None:
-    """This socket's own reader, still parked from its last wait, or None. Its
-    `_wait_first` says how many more receives skip the first attempt (see the module
-    docstring)."""
+    """This socket's own reader, still parked from its last wait, or None. Its `_drained`
+    says whether the socket's last receive came back short (see the module docstring)."""
     parked = loop._reader_handle(sock.fileno())
     if type(parked) is _SockReader and parked._sock is sock:
         return parked
     return None
 
 
-def _note_filled(loop: LoopInternals, sock: Any) -> None:
-    """The receive that just waited filled its buffer: more may be waiting, so the next
-    receive tries first."""
-    parked = _parked_for(loop, sock)
-    if parked is not None:
-        parked._wait_first = 0
+def _drained(sock: Any, got: int, asked: int) -> bool:
+    """Whether a receive of `asked` bytes that got `got` left `sock` empty: a stream socket
+    hands over all it has up to the size asked, so a short receive drained it; a datagram
+    socket hands over one datagram, whatever else is queued."""
+    return got < asked and _raw_type(sock) == _STREAM
 
 
 async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
@@ -195,18 +203,23 @@ async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
         n = _MAX_RECV
     plain = type(sock) is socket.socket
     parked = _parked_for(loop, sock)
-    if parked is None or not parked._wait_first:
+    if parked is None or not parked._drained:
         try:
-            return _read(sock.fileno(), n) if plain else sock.recv(n)
+            data = _read(sock.fileno(), n) if plain else sock.recv(n)
         except _WOULD_BLOCK:
-            wait_first = WAIT_FIRST_AFTER_MISS
-    else:
-        wait_first = parked._wait_first - 1
-    data = await _wait_readable(loop, sock, _retry, sock, READ_FD if plain else "recv", n,
-                                wait_first=wait_first)
-    if len(data) == n:
-        _note_filled(loop, sock)
-    return data
+            pass
+        else:
+            if parked is not None:
+                parked._drained = _drained(sock, len(data), n)
+            return data
+    while True:
+        parked = await _readable(loop, sock)
+        try:
+            data = _read(sock.fileno(), n) if plain else sock.recv(n)
+        except _WOULD_BLOCK:
+            continue  # a spurious wake-up
+        parked._drained = _drained(sock, len(data), n)
+        return data
 
 
 async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> int:
@@ -214,28 +227,33 @@ async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> 
     if sock.gettimeout() != 0 or isinstance(sock, _SSLSocket):  # inlined: hot path
         _check_socket(loop, sock)
     parked = _parked_for(loop, sock)
-    if parked is None or not parked._wait_first:
+    if parked is None or not parked._drained:
         try:
-            return sock.recv_into(buf)
+            nbytes = sock.recv_into(buf)
         except _WOULD_BLOCK:
-            wait_first = WAIT_FIRST_AFTER_MISS
-    else:
-        wait_first = parked._wait_first - 1
-    nbytes = await _wait_readable(loop, sock, _retry, sock, "recv_into", buf,
-                                  wait_first=wait_first)
-    if nbytes == len(buf):
-        _note_filled(loop, sock)
-    return nbytes
+            pass
+        else:
+            if parked is not None:
+                parked._drained = _drained(sock, nbytes, len(buf))
+            return nbytes
+    while True:
+        parked = await _readable(loop, sock)
+        try:
+            nbytes = sock.recv_into(buf)
+        except _WOULD_BLOCK:
+            continue  # a spurious wake-up
+        parked._drained = _drained(sock, nbytes, len(buf))
+        return nbytes
 
 
 async def sock_recvfrom(loop: LoopInternals, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
     """Receive a datagram of up to `bufsize` bytes; return `(data, address)`."""
     _check_socket(loop, sock)
-    try:
-        return sock.recvfrom(bufsize)
-    except _WOULD_BLOCK:
-        pass
-    return await _wait_readable(loop, sock, _retry, sock, "recvfrom", bufsize)
+    while True:
+        try:
+            return sock.recvfrom(bufsize)
+        except _WOULD_BLOCK:
+            await _readable(loop, sock)
 
 
 async def sock_recvfrom_into(loop: LoopInternals, sock: socket.socket, buf: Any,
@@ -244,11 +262,11 @@ async def sock_recvfrom_into(loop: LoopInternals, sock: socket.socket, buf: Any,
     _check_socket(loop, sock)
     if not nbytes:
         nbytes = len(buf)
-    try:
-        return sock.recvfrom_into(buf, nbytes)
-    except _WOULD_BLOCK:
-        pass
-    return await _wait_readable(loop, sock, _retry, sock, "recvfrom_into", buf, nbytes)
+    while True:
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except _WOULD_BLOCK:
+            await _readable(loop, sock)
 
 
 # -------------------------------------------------------------------------------- send
@@ -346,26 +364,11 @@ def _connect_ready(fut: asyncio.Future, sock: socket.socket, address: Any) -> No
 async def sock_accept(loop: LoopInternals, sock: socket.socket) -> tuple[socket.socket, Any]:
     """Accept a connection; return `(conn, address)` with `conn` already non-blocking."""
     _check_socket(loop, sock)
-    try:
-        conn, address = sock.accept()
-    except _WOULD_BLOCK:
-        return await _wait_readable(loop, sock, _accept_ready, sock)
-    conn.setblocking(False)
-    return conn, address
-
-
-def _accept_ready(fut: asyncio.Future, sock: socket.socket) -> None:
-    if fut.done():
-        return
-    try:
-        conn, address = sock.accept()
-    except _WOULD_BLOCK:
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-        fut = None  # exc's traceback keeps this frame: it must not keep the future too
-    else:
-        conn.setblocking(False)
-        fut.set_result((conn, address))
+    while True:
+        try:
+            conn, address = sock.accept()
+        except _WOULD_BLOCK:
+            await _readable(loop, sock)
+        else:
+            conn.setblocking(False)
+            return conn, address
