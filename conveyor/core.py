@@ -156,6 +156,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         self._timers = TimerQueue()
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
+        # FdTable._reader_handle, bound to the table's own get: a sock_* receive asks it on
+        # every call, and a C method costs no Python frame (the table is never replaced).
+        self._reader_handle = self._readers.get
         #: How many fds are registered with the poller (see core_fds: the masks are not
         #: stored, the tables say them).
         self._nfds = 0

@@ -132,7 +132,10 @@ class FdTable:
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transport_of(fileno)
+        record = self._transports.get(fileno)
+        if record is None:
+            return  # the common case, answered without `_transport_of`'s two calls
+        transport = _live(record)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
@@ -267,7 +270,8 @@ class FdTable:
 
     def _reader_handle(self, fd: int) -> Handle | None:
         """The handle registered to read fd, parked or waiting, or None (for a sock_*
-        coroutine asking whether its own last wait is still parked)."""
+        coroutine asking whether its own last wait is still parked). Each loop replaces
+        this method with the table's own `get` (see CoreLoop.__init__)."""
         return self._readers.get(fd)
 
     def _unpark_reader(self, fd: int, handle: Handle) -> None:
