@@ -53,7 +53,11 @@ class LoopInternals(Protocol):
         """Register a handle the caller made (its own subclass) as fd's reader."""
 
     def _park_reader(self, fd: int, handle: Handle) -> None:
-        """The wait is over: remove fd's reader next iteration unless it was replaced."""
+        """The wait is over: remove fd's reader next iteration unless it was replaced, or
+        re-armed for a new wait (given new `_args`) in the meantime."""
+
+    #: The current iteration's number (see CoreLoop._run_once).
+    _iteration: int
 
     def _reader_handle(self, fd: int) -> Handle | None:
         """The handle registered to read fd (parked or waiting), or None."""

@@ -159,6 +159,9 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         # FdTable._reader_handle, bound to the table's own get: a sock_* receive asks it on
         # every call, and a C method costs no Python frame (the table is never replaced).
         self._reader_handle = self._readers.get
+        #: Counts iterations: a parked reader re-armed for a new wait tells by it that a
+        #: readiness event the loop queued in the same iteration predates the wait.
+        self._iteration = 0
         #: How many fds are registered with the poller (see core_fds: the masks are not
         #: stored, the tables say them).
         self._nfds = 0
@@ -325,6 +328,7 @@ class CoreLoop(FdTable, LoopServices, asyncio.AbstractEventLoop):
         ready = self._ready
         timers = self._timers
         hooks = self._hooks
+        self._iteration += 1
 
         # Phase 1: how long may the kernel keep us?
         if ready or self._stopping or self._from_threads:

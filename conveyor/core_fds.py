@@ -264,9 +264,13 @@ class FdTable:
         the next wait only swaps the handle in the fd table. The hazard is the caller's to
         handle: if its file is closed while parked, the kernel drops the registration, and a
         new file given the same fd number gets only a handle swap, never a poller
-        registration. The parked handle's `cancel()` then calls `_rearm_reader`."""
+        registration. The parked handle's `cancel()` then calls `_rearm_reader`.
+
+        The caller may also re-arm the parked handle itself for its next wait, by giving it
+        new `_args` (cheaper still: no handle made, nothing swapped); the removal compares
+        them with the arguments the handle was parked with, and leaves a re-armed handle."""
         if not self._closed:
-            self.call_soon(self._unpark_reader, fd, handle)
+            self.call_soon(self._unpark_reader, fd, handle, handle._args)
 
     def _reader_handle(self, fd: int) -> Handle | None:
         """The handle registered to read fd, parked or waiting, or None (for a sock_*
@@ -274,8 +278,8 @@ class FdTable:
         this method with the table's own `get` (see CoreLoop.__init__)."""
         return self._readers.get(fd)
 
-    def _unpark_reader(self, fd: int, handle: Handle) -> None:
-        if self._readers.get(fd) is handle:
+    def _unpark_reader(self, fd: int, handle: Handle, parked_args: tuple) -> None:
+        if self._readers.get(fd) is handle and handle._args is parked_args:
             self._remove_reader(fd)
 
     def _rearm_reader(self, fd: int, replaced: Handle) -> None:

@@ -78,7 +78,7 @@ def _check_socket(loop: LoopInternals, sock: Any) -> None:
 
 class _SockReader(Handle):
     """A reader registration that may outlive its wait by one loop iteration ("parked",
-    see `CoreLoop._park_reader`: a recv loop then swaps handles, no epoll_ctl per message).
+    see `CoreLoop._park_reader`: a recv loop then re-arms it, no epoll_ctl per message).
 
     The hazard of keeping a registration: the socket may be closed meanwhile, which drops
     the kernel's registration, and its fd number may be reused by a new file that someone
@@ -88,7 +88,7 @@ class _SockReader(Handle):
     poller again (`_rearm_reader`) so the newcomer is polled.
     """
 
-    __slots__ = ("_sock", "_fd", "_drained")
+    __slots__ = ("_sock", "_fd", "_drained", "_armed_at")
 
     def cancel(self) -> None:
         if self._cancelled:
@@ -98,7 +98,8 @@ class _SockReader(Handle):
             self._loop._rearm_reader(self._fd, self)
 
 
-async def _readable(loop: LoopInternals, sock: Any) -> _SockReader:
+async def _readable(loop: LoopInternals, sock: Any,
+                    parked: _SockReader | None = None) -> _SockReader:
     """Return once the poller reports `sock` readable (which may prove spurious: the
     caller's next attempt may still find nothing, and then it waits again).
 
@@ -110,35 +111,59 @@ async def _readable(loop: LoopInternals, sock: Any) -> _SockReader:
     buffer is still in the CPU's cache, instead of after every other readiness callback of the
     same poll has read its own (see DESIGN.md: at 100 KiB this halves the kernel's copy time).
 
+    `parked` is the socket's reader from its last wait (`_parked_for`), if the caller has
+    it: once that wait is over, the same handle is re-armed with the new future instead of a
+    new one made and swapped in (see `CoreLoop._park_reader`); `_wake` then ignores a
+    readiness event queued before the re-arm.
+
     Returns the registration, parked: when the waiting task resumes, however the wait ended,
     it is kept for one iteration (see `_SockReader`) and then removed, unless a new wait took
     it over; a stream receive notes on it whether it drained the socket (see `_parked_for`).
     A handle found cancelled was replaced by a later waiter on the same fd (or removed by its
     owner), and then the registration is no longer ours to remove.
     """
-    fd = sock.fileno()
-    loop._ensure_fd_no_transport(fd)
-    loop._check_closed()
     fut = loop.create_future()
-    handle = _SockReader(_wake, (fut,), loop, None)
-    handle._sock = sock
-    handle._fd = fd
-    handle._drained = False
-    loop._add_reader_handle(fd, handle)
+    if parked is not None and parked._args[0].done():
+        # Still fd's reader (no transport or other reader has taken fd since), and its own
+        # wait is over (re-arming another task's wait would leave that task hanging).
+        handle = parked
+        fd = handle._fd
+    else:
+        fd = sock.fileno()
+        loop._ensure_fd_no_transport(fd)
+        loop._check_closed()
+        handle = _SockReader(_wake, None, loop, None)
+        handle._sock = sock
+        handle._fd = fd
+        handle._drained = False
+        loop._add_reader_handle(fd, handle)
+    # The handle in its own arguments: a cycle for as long as it is registered, broken by
+    # the cancel() that ends every registration.
+    handle._args = armed = (fut, handle)
+    handle._armed_at = loop._iteration
     try:
         await fut
     finally:
+        # Parked only if it still serves this wait: not removed or replaced (cancel() clears
+        # `_args`), and not re-armed by another task's wait once this one's future was done
+        # (a cancelled wait's future is done before its task runs this).
+        ours = handle._args is armed
         # A cancellation raised here keeps this frame in its traceback; the frame must not
         # keep the future that holds it (a reference cycle, as asyncio avoids too).
-        fut = None
-        if not handle._cancelled:
+        fut = armed = None
+        if ours:
             loop._park_reader(fd, handle)
     return handle
 
 
-def _wake(fut: asyncio.Future) -> None:
-    """Readiness callback of `_readable`: the waiting task resumes and tries its receive."""
-    if not fut.done():
+def _wake(fut: asyncio.Future, handle: _SockReader) -> None:
+    """Readiness callback of `_readable`: the waiting task resumes and tries its receive.
+
+    Not for an event the loop queued in the iteration that armed this wait: the poll saw
+    the socket readable before the wait began (with data the last wait's task was about to
+    read), so it says nothing about now. The poller is level-triggered, so if data is still
+    there, the next poll reports it again."""
+    if handle._armed_at != handle._loop._iteration and not fut.done():
         fut.set_result(None)
 
 
@@ -213,7 +238,7 @@ async def sock_recv(loop: LoopInternals, sock: socket.socket, n: int) -> bytes:
                 parked._drained = _drained(sock, len(data), n)
             return data
     while True:
-        parked = await _readable(loop, sock)
+        parked = await _readable(loop, sock, parked)
         try:
             data = _read(sock.fileno(), n) if plain else sock.recv(n)
         except _WOULD_BLOCK:
@@ -237,7 +262,7 @@ async def sock_recv_into(loop: LoopInternals, sock: socket.socket, buf: Any) -> 
                 parked._drained = _drained(sock, nbytes, len(buf))
             return nbytes
     while True:
-        parked = await _readable(loop, sock)
+        parked = await _readable(loop, sock, parked)
         try:
             nbytes = sock.recv_into(buf)
         except _WOULD_BLOCK:
