@@ -22,9 +22,10 @@ What it counts and what it does not:
 - under valgrind the server is ~50x slower than the client, so every poll returns all 50
   connections: the per-iteration cost is amortised as it is under full load, and the
   count is the per-message cost of a busy server.
-- the sock_* shape behaves differently under valgrind: with 50 connections the data is
-  always there when the server asks, so its receives never wait, as they mostly do at full
-  speed. ``--connections 1`` restores the waits (each message is then one poll of its own).
+- the sock_* shape waits for readiness once per message, as at full speed (a short
+  receive marks its socket drained, so the next one waits first); but under valgrind each
+  poll finds fewer connections ready than at full speed, so the loop's per-iteration cost is
+  spread over fewer messages. ``--connections 1`` makes every message a poll of its own.
 
 Two floors for the proto shape: ``bare`` is ``conveyor/bench/bare_echo.py`` (epoll,
 ``os.read``, ``os.write``, nothing else: the bench's ``bare-py`` column), and
@@ -295,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--out", default="/tmp", help="where the callgrind files go")
     parser.add_argument("--connections", type=int, default=50,
-                        help="1 makes the sock shape wait for every message, as it does at "
-                             "full speed")
+                        help="connections the C client keeps busy (1: a poll per message)")
     opts = parser.parse_args(args)
     for loop_name in opts.loops.split(","):
         messages, instructions, dump = measure(opts.python, loop_name, opts.kind, opts.size,
