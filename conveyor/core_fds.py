@@ -132,10 +132,7 @@ class FdTable:
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        record = self._transports.get(fileno)
-        if record is None:
-            return  # the common case, answered without `_transport_of`'s two calls
-        transport = _live(record)
+        transport = self._transport_of(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
